@@ -1,0 +1,132 @@
+"""Saving and loading weights without ever executing code from a file.
+
+- Training checkpoints (`last.ckpt`, `step=*.ckpt`) are `torch.save` dicts of tensors and plain
+  Python values, written atomically (temporary file + fsync + rename), read with `weights_only=True`.
+- Shipped models are `model.safetensors` beside a `config.yaml`.
+- Original CompVis `.ckpt` files (pickled Lightning checkpoints) are read with `weights_only=True`
+  too; their weights sit under `state_dict`, and first-stage files carry `loss.*` keys we drop."""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save_file as save_safetensors
+
+from ldm_lite.util import instantiate_from_config
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or does not fit its model; the message says how to fix it."""
+
+
+def atomic_write(path: str | Path, write: Any) -> Path:
+    """Call `write(temporary_path)`, fsync it and rename it onto `path`: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_training_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
+    return atomic_write(path, lambda temporary: torch.save(dict(state), temporary))
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by `save_training_checkpoint` (or an original Lightning `.ckpt`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist: check the path (a log dir's checkpoints/last.ckpt)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"checkpoint '{path}' cannot be read safely ({first_line}): it is truncated or holds objects other "
+            "than tensors; re-save its state_dict with torch.save or as .safetensors"
+        ) from None
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights from a `.safetensors` file or a `.ckpt`/`.pt` file (its `state_dict` entry if it has one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file '{path}' does not exist: train the model or run scripts/download_models.sh")
+    if path.suffix == ".safetensors":
+        return load_safetensors(str(path))
+    checkpoint = load_training_checkpoint(path)
+    return checkpoint.get("state_dict", checkpoint)
+
+
+def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
+                 source: str = "checkpoint") -> torch.nn.Module:
+    """Load `state_dict` into `model`, dropping the original first stages' `loss.*` training keys
+    when the model has none, and naming the mismatch clearly when the layouts differ."""
+    own = model.state_dict()
+    state_dict = {key: value for key, value in state_dict.items()
+                  if not (key.startswith("loss.") and key not in own)}
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong_shape = sorted(key for key in set(own) & set(state_dict) if own[key].shape != state_dict[key].shape)
+    if wrong_shape or (strict and (missing or unexpected)):
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong_shape:
+            key = wrong_shape[0]
+            details.append(f"{len(wrong_shape)} of another shape (e.g. {key}: "
+                           f"{tuple(state_dict[key].shape)} in the file, {tuple(own[key].shape)} in the model)")
+        raise CheckpointError(f"{source} does not fit the model built from its config: {', '.join(details)}; "
+                              "use the config the checkpoint was trained with")
+    model.load_state_dict(state_dict, strict=strict)
+    return model
+
+
+def load_model_from_config(config: DictConfig | Mapping[str, Any], checkpoint_path: str | Path | None = None,
+                           strict: bool = True) -> torch.nn.Module:
+    """Build `config.model` (a full experiment config, or a `{target, params}` mapping) and load its weights."""
+    model_config = config["model"] if "model" in config else config
+    model = instantiate_from_config(model_config)
+    if checkpoint_path is not None:
+        load_weights(model, load_state_dict_file(checkpoint_path), strict=strict, source=f"checkpoint '{checkpoint_path}'")
+    return model.eval()
+
+
+def save_model(model: torch.nn.Module, config: DictConfig | Mapping[str, Any], folder: str | Path) -> Path:
+    """Write `folder/config.yaml` and `folder/model.safetensors` (the layout of `models/ldm/<name>/`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
+    atomic_write(folder / "model.safetensors", lambda temporary: save_safetensors(tensors, temporary))
+    config = config if isinstance(config, DictConfig) else OmegaConf.create(dict(config))
+    atomic_write(folder / "config.yaml", lambda temporary: OmegaConf.save(config, temporary))
+    return folder
+
+
+def load_model_folder(folder: str | Path) -> torch.nn.Module:
+    """Load a model saved by `save_model` (or an original `models/ldm/<name>/` with `model.ckpt`)."""
+    folder = Path(folder)
+    config_path = folder / "config.yaml"
+    if not config_path.is_file():
+        raise CheckpointError(f"model folder '{folder}' has no config.yaml: expected config.yaml + model.safetensors")
+    weights = next((folder / name for name in ("model.safetensors", "model.ckpt") if (folder / name).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"model folder '{folder}' has no model.safetensors or model.ckpt: "
+                              "train it (see the folder's README) or run scripts/download_models.sh")
+    return load_model_from_config(OmegaConf.load(config_path), weights)

@@ -108,11 +108,14 @@ def load_model_from_config(config: DictConfig | Mapping[str, Any], checkpoint_pa
     return model.eval()
 
 
-def save_model(model: torch.nn.Module, config: DictConfig | Mapping[str, Any], folder: str | Path) -> Path:
-    """Write `folder/config.yaml` and `folder/model.safetensors` (the layout of `models/ldm/<name>/`)."""
+def save_model(weights: torch.nn.Module | Mapping[str, torch.Tensor], config: DictConfig | Mapping[str, Any],
+               folder: str | Path) -> Path:
+    """Write `folder/config.yaml` and `folder/model.safetensors` (the layout of `models/ldm/<name>/`)
+    from a model or a state dict."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
+    state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
+    tensors = {key: value.detach().cpu().contiguous().clone() for key, value in state.items()}
     atomic_write(folder / "model.safetensors", lambda temporary: save_safetensors(tensors, temporary))
     config = config if isinstance(config, DictConfig) else OmegaConf.create(dict(config))
     atomic_write(folder / "config.yaml", lambda temporary: OmegaConf.save(config, temporary))

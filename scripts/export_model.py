@@ -1,0 +1,43 @@
+"""Turn a training run into a model folder (config.yaml + model.safetensors, EMA weights swapped in).
+
+    python scripts/export_model.py logs/<run> models/ldm/<name> [--half]
+
+This is how the shipped models under models/ were made from their main.py runs."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY_ROOT))
+
+from ldm_lite.checkpoint import load_training_checkpoint, load_weights  # noqa: E402
+from ldm_lite.config import load_config  # noqa: E402
+from ldm_lite.pretrained import export_model  # noqa: E402
+from ldm_lite.util import instantiate_from_config  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a log dir written by main.py")
+    parser.add_argument("folder", type=Path, help="the model folder to write")
+    parser.add_argument("--half", action="store_true", help="store parameters in float16 (half the size)")
+    options = parser.parse_args()
+    configs = sorted((options.run / "configs").glob("*-project.yaml"))
+    checkpoint_path = options.run / "checkpoints" / "last.ckpt"
+    if not configs or not checkpoint_path.is_file():
+        print(f"error: '{options.run}' is not a finished main.py run (no configs/*-project.yaml or "
+              "checkpoints/last.ckpt)", file=sys.stderr)
+        return 1
+    config = load_config(configs)
+    model = instantiate_from_config(config.model)
+    checkpoint = load_training_checkpoint(checkpoint_path)
+    load_weights(model, checkpoint["state_dict"], source=f"checkpoint '{checkpoint_path}'")
+    folder = export_model(model.eval(), config, options.folder, half_precision=options.half)
+    print(f"wrote {folder} from step {checkpoint['global_step']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Execute the notebook track headless with papermill and print each notebook's time.
+
+    python scripts/run_notebooks.py                  # all notebooks, mode from LDM_LITE_SMOKE (1 = smoke)
+    python scripts/run_notebooks.py 02 05            # only the notebooks whose names start with these
+    python scripts/run_notebooks.py --inplace        # write the outputs back into notebooks/ (after a full run)
+
+Executed copies go to outputs/executed/. With --inplace, widget state is stripped so that the
+committed notebooks carry their outputs (pictures, numbers) but no kernel-specific widget models."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+EXECUTED = ROOT / "outputs" / "executed"
+
+
+def strip_widget_state(path: Path) -> None:
+    """Remove saved widget models (they only work in the kernel that made them)."""
+    notebook = nbformat.read(path, as_version=4)
+    notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None)
+    nbformat.write(notebook, path)
+
+
+def run_notebook(notebook: Path, output: Path) -> float:
+    """Execute one notebook (cwd = notebooks/) into `output`; returns the seconds it took."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    papermill.execute_notebook(str(notebook), str(output), cwd=str(NOTEBOOKS), kernel_name="python3",
+                               progress_bar=False)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("prefixes", nargs="*", help="run only notebooks whose names start with these")
+    parser.add_argument("--inplace", action="store_true", help="write outputs back into notebooks/")
+    options = parser.parse_args()
+    notebooks = sorted(path for path in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")
+                       if not options.prefixes or path.name.startswith(tuple(options.prefixes)))
+    mode = "smoke" if os.environ.get("LDM_LITE_SMOKE", "1") == "1" else "full"
+    os.environ["LDM_LITE_SMOKE"] = "1" if mode == "smoke" else "0"
+    failures = 0
+    total = 0.0
+    for notebook in notebooks:
+        output = notebook if options.inplace else EXECUTED / notebook.name
+        try:
+            seconds = run_notebook(notebook, output)
+            total += seconds
+            print(f"{notebook.name:40s} {mode:5s} {seconds:7.1f} s", flush=True)
+            if options.inplace:
+                strip_widget_state(output)
+        except papermill.PapermillExecutionError as error:
+            failures += 1
+            print(f"{notebook.name:40s} {mode:5s} FAILED: {error.ename}: {error.evalue}", flush=True)
+    print(f"{'total':40s} {mode:5s} {total:7.1f} s")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

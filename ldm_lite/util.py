@@ -121,3 +121,15 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """One CHW tensor in [-1, 1] -> a PIL RGB image."""
     return Image.fromarray(images_to_grid(image[None], nrow=1, padding=0))
+
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A path from a config: as given when it exists (relative to the working directory), else
+    relative to the repository root, so configs work from notebooks/ as well as from the root."""
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path
+    return REPOSITORY_ROOT / path

@@ -34,6 +34,11 @@ ORIGINAL_TARGETS: dict[str, str] = {
     "ldm.modules.diffusionmodules.model.Encoder": "ldm_lite.modules.autoencoder_nets.Encoder",
     "ldm.lr_scheduler.LambdaLinearScheduler": "ldm_lite.lr_schedule.LambdaLinearScheduler",
     "main.DataModuleFromConfig": "ldm_lite.data.DataModuleFromConfig",
+    **{f"taming.data.faceshq.{name}": f"ldm_lite.data.original.{name}"
+       for name in ("CelebAHQTrain", "CelebAHQValidation", "FFHQTrain", "FFHQValidation")},
+    **{f"ldm.data.lsun.{name}{split}": f"ldm_lite.data.original.{name}{split}"
+       for name in ("LSUNChurches", "LSUNBedrooms", "LSUNCats") for split in ("Train", "Validation")},
+    **{f"ldm.data.imagenet.{name}": f"ldm_lite.data.original.{name}" for name in ("ImageNetTrain", "ImageNetValidation")},
 }
 
 

@@ -29,7 +29,8 @@ def find_model(kind: str, name: str) -> Path | None:
         raise ValueError(f"unknown model kind '{kind}': use one of {', '.join(KINDS)}")
     for root in (SHIPPED_MODELS, TRAINED_MODELS):
         folder = root / kind / name
-        if (folder / "config.yaml").is_file() and (folder / "model.safetensors").is_file():
+        if (folder / "config.yaml").is_file() and any((folder / weights).is_file()
+                                                       for weights in ("model.safetensors", "model.ckpt")):
             return folder
     return None
 

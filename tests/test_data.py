@@ -373,3 +373,17 @@ def test_inpainting_examples_on_disk():
             values = np.unique(np.asarray(mask))
             assert set(values) <= {0, 255} and len(values) == 2
         assert path.stat().st_size < 40_000 and mask_path.stat().st_size < 5_000
+
+
+def test_mixture_concatenates_and_keeps_common_keys():
+    from ldm_lite.data import MixtureDataset
+
+    mixture = MixtureDataset([
+        {"target": "ldm_lite.data.ShapesDataset", "params": {"size": 32, "split": "validation", "length": 5}},
+        {"target": "ldm_lite.data.MNISTDataset", "params": {"split": "validation"}},
+    ])
+    assert len(mixture) == 5 + len(mixture.parts[1])
+    first, last = mixture[0], mixture[len(mixture) - 1]
+    assert set(first) == set(last) == {"image", "caption"}
+    assert first["caption"] == mixture.parts[0][0]["caption"]
+    assert last["caption"] == mixture.parts[1][len(mixture.parts[1]) - 1]["caption"]

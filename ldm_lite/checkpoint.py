@@ -31,8 +31,11 @@ def atomic_write(path: str | Path, write: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(temporary)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
@@ -72,14 +75,23 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return checkpoint.get("state_dict", checkpoint)
 
 
+def first_stage_read_separately(model_config: Mapping[str, Any]) -> bool:
+    """True when an LDM config names its first stage's own weights file (`first_stage_config.params.
+    ckpt_path`): its model folder may then leave the first stage out (shipped LDMs share one)."""
+    params = model_config.get("params") or {}
+    first_stage = params.get("first_stage_config") or {}
+    return isinstance(first_stage, Mapping) and bool((first_stage.get("params") or {}).get("ckpt_path"))
+
+
 def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
-                 source: str = "checkpoint") -> torch.nn.Module:
+                 source: str = "checkpoint", optional_prefixes: tuple[str, ...] = ()) -> torch.nn.Module:
     """Load `state_dict` into `model`, dropping the original first stages' `loss.*` training keys
-    when the model has none, and naming the mismatch clearly when the layouts differ."""
+    when the model has none, and naming the mismatch clearly when the layouts differ. Keys under
+    `optional_prefixes` may be absent from the file (the model already holds them)."""
     own = model.state_dict()
     state_dict = {key: value for key, value in state_dict.items()
                   if not (key.startswith("loss.") and key not in own)}
-    missing = sorted(set(own) - set(state_dict))
+    missing = sorted(key for key in set(own) - set(state_dict) if not key.startswith(optional_prefixes or ("\0",)))
     unexpected = sorted(set(state_dict) - set(own))
     wrong_shape = sorted(key for key in set(own) & set(state_dict) if own[key].shape != state_dict[key].shape)
     if wrong_shape or (strict and (missing or unexpected)):
@@ -94,7 +106,7 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
                            f"{tuple(state_dict[key].shape)} in the file, {tuple(own[key].shape)} in the model)")
         raise CheckpointError(f"{source} does not fit the model built from its config: {', '.join(details)}; "
                               "use the config the checkpoint was trained with")
-    model.load_state_dict(state_dict, strict=strict)
+    model.load_state_dict(state_dict, strict=strict and len(state_dict) == len(own))
     return model
 
 
@@ -104,7 +116,9 @@ def load_model_from_config(config: DictConfig | Mapping[str, Any], checkpoint_pa
     model_config = config["model"] if "model" in config else config
     model = instantiate_from_config(model_config)
     if checkpoint_path is not None:
-        load_weights(model, load_state_dict_file(checkpoint_path), strict=strict, source=f"checkpoint '{checkpoint_path}'")
+        optional = ("first_stage_model.",) if first_stage_read_separately(model_config) else ()
+        load_weights(model, load_state_dict_file(checkpoint_path), strict=strict,
+                     source=f"checkpoint '{checkpoint_path}'", optional_prefixes=optional)
     return model.eval()
 
 

@@ -44,27 +44,38 @@ def _without_checkpoint_paths(node: Any) -> Any:
     return node
 
 
-def inference_config(config: DictConfig) -> DictConfig:
-    """The `model` section of a training config, made self-contained for a model folder."""
+def inference_config(config: DictConfig, first_stage_weights: str | None = None) -> DictConfig:
+    """The `model` section of a training config, made self-contained for a model folder; with
+    `first_stage_weights`, the first stage is read from that (shipped) file instead."""
     model = _without_checkpoint_paths(OmegaConf.to_container(config.model, resolve=True))
-    if "use_ema" in model.get("params", {}):
-        model["params"]["use_ema"] = False  # the exported weights are the EMA weights
+    params = model.get("params", {})
+    if "use_ema" in params:
+        params["use_ema"] = False  # the exported weights are the EMA weights
+    if "lossconfig" in params:
+        params["lossconfig"] = {"target": "torch.nn.Identity"}  # training losses are not exported
+    if first_stage_weights is not None:
+        params["first_stage_config"].setdefault("params", {})["ckpt_path"] = first_stage_weights
     return OmegaConf.create({"model": model})
 
 
 def export_model(model: torch.nn.Module, config: DictConfig, folder: str | Path,
-                 half_precision: bool = False) -> Path:
+                 half_precision: bool = False, first_stage_weights: str | None = None) -> Path:
     """Save `model` for inference: EMA weights swapped in (when it has them), `model_ema.*` dropped,
-    parameters in float16 when `half_precision` (buffers such as noise schedules stay float32)."""
+    parameters in float16 when `half_precision` (buffers such as noise schedules stay float32).
+
+    `first_stage_weights` (a path relative to the repository root, e.g. the shipped autoencoder's
+    `models/first_stage_models/<name>/model.safetensors`) leaves the frozen first stage out of the
+    file: the config points at it instead, so several LDMs share one copy."""
     scope = model.ema_scope() if hasattr(model, "ema_scope") else contextlib.nullcontext()
     with scope:
         state = {key: value.detach().clone() for key, value in model.state_dict().items()
-                 if not key.startswith("model_ema.")}
+                 if not key.startswith(("model_ema.", "loss."))
+                 and not (first_stage_weights is not None and key.startswith("first_stage_model."))}
     if half_precision:
         parameter_names = {name for name, _ in model.named_parameters()}
         state = {key: value.half() if key in parameter_names and value.is_floating_point() else value
                  for key, value in state.items()}
-    return save_model(state, inference_config(config), folder)
+    return save_model(state, inference_config(config, first_stage_weights), folder)
 
 
 def load_or_train(kind: str, name: str, config_path: str | Path, max_steps: int | None = None,

@@ -1,0 +1,51 @@
+"""The notebook track runs headless: papermill in smoke mode, then nbval on the cells whose output is
+deterministic (marked `# NBVAL_CHECK_OUTPUT`), against the outputs committed from a full run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+sys.path.insert(0, str(ROOT / "scripts"))
+from run_notebooks import run_notebook  # noqa: E402
+
+
+def cells(notebook: Path) -> list[dict]:
+    return json.loads(notebook.read_text())["cells"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_notebook_structure(notebook):
+    all_cells = cells(notebook)
+    parameters = [cell for cell in all_cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    assert len(parameters) == 1, "exactly one cell tagged 'parameters' (papermill)"
+    assert "LDM_LITE_SMOKE" in "".join(parameters[0]["source"])
+    first = "".join(all_cells[0]["source"])
+    assert all_cells[0]["cell_type"] == "markdown" and "CPU" in first and "GPU" in first, "runtime table at the top"
+    assert any("exercise" in "".join(cell["source"]).lower() for cell in all_cells if cell["cell_type"] == "markdown")
+    widget_state = json.loads(notebook.read_text()).get("metadata", {}).get("widgets")
+    assert not widget_state, "widget state is stripped from committed notebooks"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_notebook_runs_in_smoke_mode(notebook, monkeypatch):
+    monkeypatch.setenv("LDM_LITE_SMOKE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run_notebook(notebook, ROOT / "outputs" / "executed" / notebook.name)
+
+
+@pytest.mark.notebooks
+def test_nbval_deterministic_outputs():
+    environment = dict(os.environ, LDM_LITE_SMOKE="1", HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         "--sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), *map(str, NOTEBOOKS)],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-4000:]

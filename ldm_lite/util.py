@@ -24,6 +24,7 @@ ORIGINAL_TARGETS: dict[str, str] = {
     "ldm.modules.losses.contperceptual.LPIPSWithDiscriminator": "ldm_lite.modules.losses.LPIPSWithDiscriminator",
     "ldm.modules.losses.vqperceptual.VQLPIPSWithDiscriminator": "ldm_lite.modules.losses.VQLPIPSWithDiscriminator",
     "taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator": "ldm_lite.modules.losses.VQLPIPSWithDiscriminator",
+    "ldm.modules.losses.contperceptual.DummyLoss": "ldm_lite.modules.losses.DummyLoss",
     "ldm.models.diffusion.ddpm.DDPM": "ldm_lite.models.diffusion.DDPM",
     "ldm.models.diffusion.ddpm.LatentDiffusion": "ldm_lite.models.diffusion.LatentDiffusion",
     "ldm.models.diffusion.ddpm.LatentInpaintDiffusion": "ldm_lite.models.diffusion.LatentDiffusion",

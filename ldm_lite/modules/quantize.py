@@ -1,0 +1,100 @@
+"""Vector quantization of the VQ-regularized first stage (paper Sec. 3; van den Oord et al. 2017,
+"Neural Discrete Representation Learning", Eq. 3).
+
+Each latent vector z_e(x) is replaced by its nearest codebook entry e_k; gradients pass through
+the non-differentiable argmin with the straight-through estimator z_q = z + (e_k - z).detach()."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+class VectorQuantizer(nn.Module):
+    """Codebook of `n_e` vectors of size `e_dim`.
+
+    Loss (van den Oord et al. Eq. 3, without the reconstruction term):
+        ||sg[z_e] - e||^2 + beta * ||z_e - sg[e]||^2   (codebook term + commitment term).
+    `legacy=True` reproduces the original code's weighting, which puts beta on the codebook term
+    instead. With `restart_dead_codes`, entries unused for a while are moved onto random encoder
+    outputs of the current batch during training (a common fix for codebook collapse)."""
+
+    def __init__(self, n_e: int, e_dim: int, beta: float = 0.25, remap: str | None = None,
+                 unknown_index: str = "random", sane_index_shape: bool = False, legacy: bool = True,
+                 restart_dead_codes: bool = False, usage_decay: float = 0.99,
+                 dead_code_threshold: float = 0.1) -> None:
+        super().__init__()
+        if remap is not None:
+            raise ValueError("remap (a file of used codebook indices) is not supported: set remap to null")
+        self.n_e, self.e_dim, self.beta, self.legacy = n_e, e_dim, beta, legacy
+        self.sane_index_shape = sane_index_shape
+        self.restart_dead_codes = restart_dead_codes
+        self.usage_decay, self.dead_code_threshold = usage_decay, dead_code_threshold
+        self.embedding = nn.Embedding(n_e, e_dim)
+        self.embedding.weight.data.uniform_(-1.0 / n_e, 1.0 / n_e)
+        # Exponential moving average of how often each code is chosen (not saved in checkpoints).
+        self.register_buffer("usage", torch.full((n_e,), 1.0 / n_e), persistent=False)
+
+    def nearest_indices(self, z_flat: torch.Tensor) -> torch.Tensor:
+        """argmin_k ||z - e_k||^2 = argmin_k (||e_k||^2 - 2 z.e_k) for rows of z_flat (N, e_dim)."""
+        codebook = self.embedding.weight
+        distances = codebook.pow(2).sum(1)[None, :] - 2.0 * z_flat @ codebook.t()
+        return distances.argmin(dim=1)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, None, torch.Tensor]]:
+        """z (B, e_dim, H, W) -> (z_q, loss, (perplexity, None, indices)); indices (B*H*W,) or (B, H, W)."""
+        if z.shape[1] != self.e_dim:
+            raise ValueError(f"latent has {z.shape[1]} channels but the codebook vectors have {self.e_dim}: "
+                             "make embed_dim match the quant_conv output")
+        z = z.permute(0, 2, 3, 1).contiguous()  # B, H, W, C
+        z_flat = z.reshape(-1, self.e_dim)
+        with torch.no_grad():
+            indices = self.nearest_indices(z_flat.float())
+        z_q = self.embedding(indices).view(z.shape)
+        codebook_term = F.mse_loss(z_q, z.detach())
+        commitment_term = F.mse_loss(z, z_q.detach())
+        if self.legacy:
+            loss = commitment_term + self.beta * codebook_term
+        else:
+            loss = codebook_term + self.beta * commitment_term
+        z_q = z + (z_q - z).detach()  # straight-through estimator: d z_q / d z = identity
+        counts = torch.bincount(indices, minlength=self.n_e).to(z.dtype)
+        probabilities = counts / counts.sum()
+        perplexity = torch.exp(-torch.sum(probabilities * torch.log(probabilities + 1e-10)))
+        if self.training:
+            self._track_usage(probabilities.detach(), z_flat.detach())
+        z_q = z_q.permute(0, 3, 1, 2).contiguous()
+        if self.sane_index_shape:
+            indices = indices.view(z.shape[0], z.shape[1], z.shape[2])
+        return z_q, loss, (perplexity, None, indices)
+
+    @torch.no_grad()
+    def _track_usage(self, probabilities: torch.Tensor, z_flat: torch.Tensor) -> None:
+        distributed = dist.is_available() and dist.is_initialized()
+        probabilities = probabilities.float()
+        if distributed:  # every rank must see the same usage and restart the same codes
+            dist.all_reduce(probabilities)
+            probabilities /= dist.get_world_size()
+        self.usage.mul_(self.usage_decay).add_(probabilities, alpha=1.0 - self.usage_decay)
+        if not self.restart_dead_codes:
+            return
+        dead = (self.usage < self.dead_code_threshold / self.n_e).nonzero().squeeze(1)
+        if dead.numel() == 0:
+            return
+        replacement = z_flat[torch.randint(0, z_flat.shape[0], (dead.numel(),), device=z_flat.device)].contiguous()
+        if distributed:
+            dist.broadcast(replacement, src=0)
+        self.embedding.weight.data[dead] = replacement.to(self.embedding.weight.dtype)
+        self.usage[dead] = 1.0 / self.n_e
+
+    def codebook_usage(self) -> float:
+        """Fraction of codes whose moving-average usage is above the dead-code threshold."""
+        return (self.usage >= self.dead_code_threshold / self.n_e).float().mean().item()
+
+    def get_codebook_entry(self, indices: torch.Tensor, shape: tuple[int, int, int, int] | None) -> torch.Tensor:
+        """Code indices -> latent vectors; with `shape` = (B, H, W, C), returned as (B, C, H, W)."""
+        z_q = self.embedding(indices.reshape(-1))
+        if shape is not None:
+            z_q = z_q.view(shape).permute(0, 3, 1, 2).contiguous()
+        return z_q

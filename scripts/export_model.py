@@ -1,6 +1,6 @@
 """Turn a training run into a model folder (config.yaml + model.safetensors, EMA weights swapped in).
 
-    python scripts/export_model.py logs/<run> models/ldm/<name> [--half]
+    python scripts/export_model.py logs/<run> models/ldm/<name> [--half] [--first_stage <weights>]
 
 This is how the shipped models under models/ were made from their main.py runs."""
 from __future__ import annotations
@@ -23,6 +23,9 @@ def main() -> int:
     parser.add_argument("run", type=Path, help="a log dir written by main.py")
     parser.add_argument("folder", type=Path, help="the model folder to write")
     parser.add_argument("--half", action="store_true", help="store parameters in float16 (half the size)")
+    parser.add_argument("--first_stage", default=None, metavar="PATH",
+                        help="leave the first stage out and point the config at this weights file instead "
+                             "(relative to the repository root), e.g. the shipped autoencoder's model.safetensors")
     options = parser.parse_args()
     configs = sorted((options.run / "configs").glob("*-project.yaml"))
     checkpoint_path = options.run / "checkpoints" / "last.ckpt"
@@ -34,7 +37,8 @@ def main() -> int:
     model = instantiate_from_config(config.model)
     checkpoint = load_training_checkpoint(checkpoint_path)
     load_weights(model, checkpoint["state_dict"], source=f"checkpoint '{checkpoint_path}'")
-    folder = export_model(model.eval(), config, options.folder, half_precision=options.half)
+    folder = export_model(model.eval(), config, options.folder, half_precision=options.half,
+                          first_stage_weights=options.first_stage)
     print(f"wrote {folder} from step {checkpoint['global_step']}")
     return 0
 

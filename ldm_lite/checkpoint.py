@@ -75,12 +75,16 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return checkpoint.get("state_dict", checkpoint)
 
 
-def first_stage_read_separately(model_config: Mapping[str, Any]) -> bool:
-    """True when an LDM config names its first stage's own weights file (`first_stage_config.params.
-    ckpt_path`): its model folder may then leave the first stage out (shipped LDMs share one)."""
+def first_stage_prefixes(model_config: Mapping[str, Any]) -> tuple[str, ...]:
+    """State-dict prefixes that an LDM's model folder may leave out: when the config names the
+    first stage's own weights file (`first_stage_config.params.ckpt_path`; shipped LDMs share one
+    autoencoder), the first stage, and the condition stage when it is that same first stage."""
     params = model_config.get("params") or {}
     first_stage = params.get("first_stage_config") or {}
-    return isinstance(first_stage, Mapping) and bool((first_stage.get("params") or {}).get("ckpt_path"))
+    if not (isinstance(first_stage, Mapping) and (first_stage.get("params") or {}).get("ckpt_path")):
+        return ()
+    shared = params.get("cond_stage_config") == "__is_first_stage__"
+    return ("first_stage_model.", "cond_stage_model.") if shared else ("first_stage_model.",)
 
 
 def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
@@ -116,9 +120,8 @@ def load_model_from_config(config: DictConfig | Mapping[str, Any], checkpoint_pa
     model_config = config["model"] if "model" in config else config
     model = instantiate_from_config(model_config)
     if checkpoint_path is not None:
-        optional = ("first_stage_model.",) if first_stage_read_separately(model_config) else ()
         load_weights(model, load_state_dict_file(checkpoint_path), strict=strict,
-                     source=f"checkpoint '{checkpoint_path}'", optional_prefixes=optional)
+                     source=f"checkpoint '{checkpoint_path}'", optional_prefixes=first_stage_prefixes(model_config))
     return model.eval()
 
 

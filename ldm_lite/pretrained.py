@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ldm_lite.checkpoint import load_model_folder, save_model
+from ldm_lite.checkpoint import first_stage_prefixes, load_model_folder, save_model
 from ldm_lite.config import load_config
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -66,16 +66,17 @@ def export_model(model: torch.nn.Module, config: DictConfig, folder: str | Path,
     `first_stage_weights` (a path relative to the repository root, e.g. the shipped autoencoder's
     `models/first_stage_models/<name>/model.safetensors`) leaves the frozen first stage out of the
     file: the config points at it instead, so several LDMs share one copy."""
+    exported = inference_config(config, first_stage_weights)
+    left_out = ("model_ema.", "loss.") + first_stage_prefixes(exported.model)
     scope = model.ema_scope() if hasattr(model, "ema_scope") else contextlib.nullcontext()
     with scope:
         state = {key: value.detach().clone() for key, value in model.state_dict().items()
-                 if not key.startswith(("model_ema.", "loss."))
-                 and not (first_stage_weights is not None and key.startswith("first_stage_model."))}
+                 if not key.startswith(left_out)}
     if half_precision:
-        parameter_names = {name for name, _ in model.named_parameters()}
+        parameter_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
         state = {key: value.half() if key in parameter_names and value.is_floating_point() else value
                  for key, value in state.items()}
-    return save_model(state, inference_config(config, first_stage_weights), folder)
+    return save_model(state, exported, folder)
 
 
 def load_or_train(kind: str, name: str, config_path: str | Path, max_steps: int | None = None,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 
-from ldm_lite.checkpoint import (CheckpointError, atomic_write, first_stage_read_separately, load_state_dict_file,
+from ldm_lite.checkpoint import (CheckpointError, atomic_write, first_stage_prefixes, load_state_dict_file,
                                  load_training_checkpoint, load_weights)
 from ldm_lite.samplers import SAMPLERS, make_sampler
 from ldm_lite.samplers.inpainting import composite
@@ -126,8 +126,8 @@ def load_for_sampling(resume: str | Path | None = None, config: str | Path | Non
         checkpoint = load_training_checkpoint(weights)
         state_dict = checkpoint.get("state_dict", checkpoint)
         global_step = int(checkpoint.get("global_step", 0) or 0)
-    optional = ("first_stage_model.",) if first_stage_read_separately(config.model) else ()
-    load_weights(model, state_dict, strict=True, source=f"checkpoint '{weights}'", optional_prefixes=optional)
+    load_weights(model, state_dict, strict=True, source=f"checkpoint '{weights}'",
+                 optional_prefixes=first_stage_prefixes(config.model))
     model = model.to(torch.device(device) if device is not None else default_device()).eval()
     original = str(config.model.target).startswith("ldm.")
     return LoadedModel(model, config, weights, folder, global_step, original, list(config_files))

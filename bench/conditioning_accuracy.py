@@ -71,12 +71,12 @@ def mnist(options: argparse.Namespace) -> None:
     correct = torch.zeros(10)
     for digit in range(10):
         images = sample_images(model, options.per_class, steps=options.steps, class_labels=[digit],
-                               guidance_scale=options.scale, seed=digit)
+                               guidance_scale=options.scale, seed=digit, sampler=options.sampler, eta=options.eta)
         with torch.no_grad():
             correct[digit] = (classifier(images.mean(1, keepdim=True)).argmax(1) == digit).float().sum()
     per_class = " ".join(f"{digit}:{correct[digit] / options.per_class:.0%}" for digit in range(10))
     print(f"generated digits classified as the asked class: {correct.sum() / (10 * options.per_class):.1%} "
-          f"(scale {options.scale}, {options.steps} DDIM steps; per class {per_class})")
+          f"(scale {options.scale}, {options.steps} {options.sampler} steps, eta {options.eta}; per class {per_class})")
 
 
 def shapes(options: argparse.Namespace) -> None:
@@ -85,12 +85,12 @@ def shapes(options: argparse.Namespace) -> None:
     examples = [held_out[index] for index in range(len(held_out))]
     images = torch.cat([
         sample_images(model, len(batch), steps=options.steps, prompts=[example["caption"] for example in batch],
-                      guidance_scale=options.scale, seed=start)
+                      guidance_scale=options.scale, seed=start, sampler=options.sampler, eta=options.eta)
         for start in range(0, len(examples), 50) for batch in [examples[start:start + 50]]])
     for keys in (("color", "shape"), ("color",), ("shape",), ("size",), ("position",)):
         score = shapes_match(images, examples, keys=keys).mean()
         print(f"{'+'.join(keys):12s} match {score:.1%}")
-    print(f"({options.count} held-out captions, scale {options.scale}, {options.steps} DDIM steps)")
+    print(f"({options.count} held-out captions, scale {options.scale}, {options.steps} {options.sampler} steps, eta {options.eta})")
 
 
 def main() -> None:
@@ -101,6 +101,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--scale", type=float, default=3.0)
+    parser.add_argument("--sampler", default="ddim", choices=["ddim", "plms", "dpm", "ddpm"])
+    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta (1: stochastic, see the model cards)")
     options = parser.parse_args()
     options.model = options.model or {"mnist": "models/ldm/mnist-class", "shapes": "models/ldm/text-shapes-emoji"}[options.task]
     {"mnist": mnist, "shapes": shapes}[options.task](options)

@@ -166,7 +166,7 @@ class InpaintWidget:
         image, mask = self.image_and_mask()
         self.status.value = "inpainting ..."
         try:
-            self.result = inpaint(self.model, image, mask, steps=self.steps.value, seed=self.seed.value)
+            self.result = inpaint(self.model, image, mask, steps=self.steps.value, eta=1.0, seed=self.seed.value)
             self.result_view.value = png_bytes(self.result, size=PREVIEW_SIZE)
             self.status.value = "done"
         except ValueError as error:

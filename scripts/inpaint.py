@@ -28,7 +28,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="dir to write results to")
     parser.add_argument("--steps", type=int, default=50, help="number of sampling steps")
     parser.add_argument("--sampler", type=str, default="ddim", help="ddim, plms, dpm or ddpm")
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
+    parser.add_argument("--eta", type=float, default=None,
+                        help="DDIM eta (default 1 for ddim: stochastic steps keep small models from drifting; "
+                             "0 = deterministic, and the only choice for plms and dpm)")
     parser.add_argument("--resample_steps", type=int, default=1,
                         help="RePaint resampling per step (latent blending with ddim/ddpm only)")
     parser.add_argument("--prompt", type=str, default=None, help="caption, for text-conditioned models")
@@ -51,6 +53,8 @@ def main(args: argparse.Namespace) -> None:
         args.resume = str(default_model_folder(DEFAULT_MODEL))
     loaded = load_for_sampling(args.resume, args.config, args.ckpt, args.device)
     model = loaded.model
+    if args.eta is None:
+        args.eta = 1.0 if args.sampler == "ddim" else 0.0
     check_sampling_options(model, args.sampler, args.steps, args.eta)
     trained_for_it = is_inpainting_model(model)
     if args.resample_steps < 1 or (args.resample_steps > 1 and (trained_for_it or args.sampler not in ("ddim", "ddpm"))):

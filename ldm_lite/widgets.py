@@ -52,7 +52,7 @@ class SamplerWidget:
         self.guidance_scale = widgets.FloatSlider(value=3.0 if conditioning else 1.0, min=1.0, max=10.0, step=0.5,
                                                   description="guidance", disabled=conditioning is None)
         self.steps = widgets.IntSlider(value=25, min=1, max=200, description="steps")
-        self.eta = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.1, description="eta")
+        self.eta = widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.1, description="eta")  # 1: robust for small models
         self.sampler = widgets.Dropdown(options=list(SAMPLERS), value="ddim", description="sampler")
         self.seed = widgets.IntText(value=0, description="seed")
         self.batch_size = widgets.IntSlider(value=4, min=1, max=16, description="batch size")

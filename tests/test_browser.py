@@ -51,12 +51,17 @@ def jupyter_lab(tmp_path):
     else:
         server.kill()
         pytest.fail("JupyterLab did not start within 120 s")
-    yield url, token
-    server.terminate()
+    notebook = ROOT / NOTEBOOK
+    committed = notebook.read_bytes()  # JupyterLab saves the notebook it opens: put it back afterwards
     try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
+        yield url, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        notebook.write_bytes(committed)
 
 
 @pytest.mark.browser

@@ -66,6 +66,7 @@ def jupyter_lab(tmp_path):
 
 @pytest.mark.browser
 def test_generate_in_jupyterlab(jupyter_lab):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `make browser-deps` installs it"
@@ -77,6 +78,12 @@ def test_generate_in_jupyterlab(jupyter_lab):
         try:
             page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}", timeout=120_000)
             page.wait_for_selector(".jp-Notebook", timeout=120_000)
+            select_kernel = page.locator(".jp-Dialog button:has-text('Select')")
+            try:  # JupyterLab may ask which kernel to start: the notebook's own (python3)
+                select_kernel.wait_for(timeout=10_000)
+                select_kernel.click()
+            except PlaywrightTimeout:
+                pass
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
             page.click(".jp-Notebook")
             page.keyboard.press("Escape")

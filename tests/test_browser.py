@@ -94,10 +94,15 @@ def test_generate_in_jupyterlab(jupyter_lab):
             generate.wait_for(timeout=240_000)
             generate.click()
             page.wait_for_selector("text=/\\d+ images, seed/", timeout=240_000)
-            samples = page.locator(".widget-image").last
+            # Images in page order: the sampler's preview, its sample grid, then the inpainting widget's.
+            samples = page.locator(".widget-image").nth(1)
+            samples.scroll_into_view_if_needed()
+            deadline = time.time() + 60
+            while not (samples.get_attribute("src") or "").startswith(("blob:", "data:image")):
+                assert time.time() < deadline, "the sample grid shows no image"
+                time.sleep(0.5)
             box = samples.bounding_box()
             assert box is not None and box["width"] > 0 and box["height"] > 0
-            assert samples.get_attribute("src").startswith(("blob:", "data:image"))
         finally:
             page.screenshot(path=str(ARTIFACTS / "interactive_sampler.png"), full_page=True)
             browser.close()

@@ -173,15 +173,13 @@ def read_metrics(metrics_path: str | Path) -> dict[str, tuple[list[int], list[fl
 
 def plot_metrics(metrics_path: str | Path, image_path: str | Path) -> None:
     """Plot every `*loss*` series of a `metrics.csv` against the step (train smoothed, val as points)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the backend of a notebook stays untouched
 
     series = {name: values for name, values in read_metrics(metrics_path).items() if "loss" in name}
     if not series:
         return
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure = Figure(figsize=(7, 4))
+    axis = figure.subplots()
     for name, (steps, values) in sorted(series.items()):
         if name.startswith("val/"):
             axis.plot(steps, values, "o-", label=name, markersize=3)
@@ -196,7 +194,6 @@ def plot_metrics(metrics_path: str | Path, image_path: str | Path) -> None:
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(image_path, dpi=100)
-    plt.close(figure)
 
 
 def scaled_learning_rate(base_learning_rate: float, batch_size: int, accumulate: int, devices: int,

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ldm_lite.samplers.guidance import GuidedDenoiser, ModelFn
 from ldm_lite.samplers.inpainting import blend_known_region, renoise
-from ldm_lite.samplers.schedule import check_steps
+from ldm_lite.samplers.schedule import check_steps, make_ddim_timesteps, step_alphas
 
 Callback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
 Denoise = Callable[[torch.Tensor, int, float], tuple[torch.Tensor, torch.Tensor]]
@@ -149,3 +149,17 @@ class Sampler:
         if mask is not None:  # the kept region is exactly the known latent
             x = mask * x + (1 - mask) * x0_known.to(x)
         return (x, intermediates) if return_intermediates else x
+
+
+class DDIMGridSampler(Sampler):
+    """A sampler that visits S of the T training timesteps on the DDIM grid, chosen "uniform" or
+    "quad" (`schedule.make_ddim_timesteps`): DDIM, PLMS and DPM-Solver++ share it."""
+
+    def __init__(self, *args: Any, discretization: str = "uniform", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.discretization = discretization
+
+    def plan(self, steps: int) -> tuple[list[int], list[float], list[float]]:
+        timesteps = make_ddim_timesteps(self.discretization, steps, self.num_timesteps)
+        alphas, alphas_prev = step_alphas(self.alphas_cumprod, timesteps)
+        return [int(t) for t in timesteps[::-1]], alphas, alphas_prev

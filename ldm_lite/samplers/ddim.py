@@ -12,26 +12,17 @@ from __future__ import annotations
 
 import torch
 
-from ldm_lite.samplers.base import Denoise, Sampler, standard_normal
-from ldm_lite.samplers.schedule import ddim_sigma, make_ddim_timesteps, step_alphas
+from ldm_lite.samplers.base import DDIMGridSampler, Denoise, standard_normal
+from ldm_lite.samplers.schedule import ddim_sigma
 
 
-class DDIMSampler(Sampler):
+class DDIMSampler(DDIMGridSampler):
     """DDIM on S of the T training timesteps, chosen "uniform" or "quad" (see `schedule.py`).
 
     Noise: when eta > 0, one N(0, I) draw per step (also on steps whose sigma is 0)."""
 
     name = "ddim"
     supports_resampling = True
-
-    def __init__(self, *args, discretization: str = "uniform", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.discretization = discretization
-
-    def plan(self, steps: int) -> tuple[list[int], list[float], list[float]]:
-        timesteps = make_ddim_timesteps(self.discretization, steps, self.num_timesteps)
-        alphas, alphas_prev = step_alphas(self.alphas_cumprod, timesteps)
-        return [int(t) for t in timesteps[::-1]], alphas, alphas_prev
 
     def step(self, index: int, x: torch.Tensor, denoise: Denoise, generator: torch.Generator | None,
              state: dict) -> tuple[torch.Tensor, torch.Tensor]:

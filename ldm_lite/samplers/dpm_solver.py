@@ -15,8 +15,7 @@ import math
 
 import torch
 
-from ldm_lite.samplers.base import Denoise, Sampler
-from ldm_lite.samplers.schedule import make_ddim_timesteps, step_alphas
+from ldm_lite.samplers.base import DDIMGridSampler, Denoise
 
 
 def half_log_snr(alpha_cumprod: float) -> float:
@@ -24,7 +23,7 @@ def half_log_snr(alpha_cumprod: float) -> float:
     return 0.5 * (math.log(alpha_cumprod) - math.log1p(-alpha_cumprod))
 
 
-class DPMSolverSampler(Sampler):
+class DPMSolverSampler(DDIMGridSampler):
     """DPM-Solver++(2M) on the DDIM timestep grid (deterministic, eta must be 0).
 
     The first step is first order (no previous prediction yet); with `lower_order_final` and
@@ -32,18 +31,12 @@ class DPMSolverSampler(Sampler):
 
     name = "dpm"
 
-    def __init__(self, *args, discretization: str = "uniform", lower_order_final: bool = True, **kwargs):
+    def __init__(self, *args, lower_order_final: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.discretization = discretization
         self.lower_order_final = lower_order_final
 
     def default_steps(self) -> int:
         return 20
-
-    def plan(self, steps: int) -> tuple[list[int], list[float], list[float]]:
-        timesteps = make_ddim_timesteps(self.discretization, steps, self.num_timesteps)
-        alphas, alphas_prev = step_alphas(self.alphas_cumprod, timesteps)
-        return [int(t) for t in timesteps[::-1]], alphas, alphas_prev
 
     def step(self, index: int, x: torch.Tensor, denoise: Denoise, generator: torch.Generator | None,
              state: dict) -> tuple[torch.Tensor, torch.Tensor]:

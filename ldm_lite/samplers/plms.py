@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ldm_lite.samplers.base import Denoise, Sampler
-from ldm_lite.samplers.schedule import make_ddim_timesteps, step_alphas
+from ldm_lite.samplers.base import DDIMGridSampler, Denoise
 
 
 def ddim_deterministic_step(x: torch.Tensor, eps: torch.Tensor, alpha: float,
@@ -26,19 +25,10 @@ def ddim_deterministic_step(x: torch.Tensor, eps: torch.Tensor, alpha: float,
     return alpha_prev ** 0.5 * x0 + (1 - alpha_prev) ** 0.5 * eps, x0
 
 
-class PLMSSampler(Sampler):
+class PLMSSampler(DDIMGridSampler):
     """PLMS on the DDIM timestep grid; S steps cost S + 1 model calls."""
 
     name = "plms"
-
-    def __init__(self, *args, discretization: str = "uniform", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.discretization = discretization
-
-    def plan(self, steps: int) -> tuple[list[int], list[float], list[float]]:
-        timesteps = make_ddim_timesteps(self.discretization, steps, self.num_timesteps)
-        alphas, alphas_prev = step_alphas(self.alphas_cumprod, timesteps)
-        return [int(t) for t in timesteps[::-1]], alphas, alphas_prev
 
     def step(self, index: int, x: torch.Tensor, denoise: Denoise, generator: torch.Generator | None,
              state: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ compared. Prints the ratio ldm_lite / diffusers (below 1 = ldm_lite is faster).
     python bench/autoencoder.py                      # the lite KL f=4 emoji config's network
     python bench/autoencoder.py --config configs/autoencoder/lite_kl_f8_emoji32.yaml --batch 32
     python bench/autoencoder.py --channels-last --bf16 --threads 2
+    python bench/autoencoder.py --device cuda --batch 256   # on a GPU (TF32 off)
 """
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--channels-last", action="store_true", help="both models in channels_last memory format")
     parser.add_argument("--bf16", action="store_true", help="both models under bf16 autocast")
     parser.add_argument("--peer-attention", action="store_true",
@@ -70,6 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     warnings.filterwarnings("ignore", message="perceptual loss is off")
     config = OmegaConf.load(args.config)
     params = OmegaConf.to_container(config.model.params, resolve=True)
@@ -83,18 +87,19 @@ def main() -> None:
     ours = instantiate_from_config({"target": config.model.target, "params": params})
     same_architecture = params["ddconfig"].get("attn_type", "vanilla") != "none"
     peer = diffusers_peer(params["ddconfig"], params["embed_dim"], args.peer_attention or same_architecture)
+    ours, peer = ours.to(device), peer.to(device)
     if args.channels_last:
         ours, peer = ours.to(memory_format=torch.channels_last), peer.to(memory_format=torch.channels_last)
     ours.learning_rate = 1e-4
     ours_optimizer = ours.configure_optimizers()[0]
     peer_optimizer = torch.optim.Adam(peer.parameters(), lr=1e-4, betas=(0.5, 0.9))
     kl_weight = params["lossconfig"]["params"].get("kl_weight", 1e-6)
-    images = torch.rand(batch, resolution, resolution, 3) * 2 - 1
+    images = torch.rand(batch, resolution, resolution, 3, device=device) * 2 - 1
     images_nchw = images.permute(0, 3, 1, 2).contiguous()
     if args.channels_last:
         images_nchw = images_nchw.to(memory_format=torch.channels_last)
 
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
     timings: dict[str, list[float]] = {"ldm_lite": [], "diffusers": []}
     runs = {"ldm_lite": lambda: ours_step(ours, ours_optimizer, images),
             "diffusers": lambda: peer_step(peer, peer_optimizer, images_nchw, kl_weight)}
@@ -103,11 +108,13 @@ def main() -> None:
             start = time.perf_counter()
             with autocast:
                 run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             if repeat >= args.warmup:
                 timings[name].append(time.perf_counter() - start)
 
     ours_params = count_params(torch.nn.ModuleList([ours.encoder, ours.decoder, ours.quant_conv, ours.post_quant_conv]))
-    print(f"config {args.config}, batch {batch}, {resolution} px, threads {torch.get_num_threads()}, "
+    print(f"config {args.config}, batch {batch}, {resolution} px, device {device}, threads {torch.get_num_threads()}, "
           f"channels_last {args.channels_last}, bf16 {args.bf16}, peer middle attention "
           f"{args.peer_attention or same_architecture}")
     print(f"parameters: ldm_lite {ours_params / 1e6:.2f}M, diffusers {count_params(peer) / 1e6:.2f}M")

@@ -1,10 +1,11 @@
-"""Speed of one UNet training step (forward, backward, AdamW) on the CPU: ldm-lite's lite
+"""Speed of one UNet training step (forward, backward, AdamW) on the CPU (or `--device cuda`): ldm-lite's lite
 text-conditional UNet against diffusers' UNet2DConditionModel of the same architecture and parameter
 count, in the same process, timed interleaved (the machine may be shared) with the median over repeats.
 Both wall-clock time and process CPU time are reported: on a shared machine the CPU time (use
 `--threads 1`, so that no thread spin-waits) is the steadier measure of the work each step costs.
 
     .venv/bin/python bench/unet_step.py [--batch 32] [--repeats 5] [--steps 3] [--threads N] [--modes fp32,channels_last,...]
+    python bench/unet_step.py --device cuda --batch 256          # on a GPU (TF32 off: plain fp32 means fp32)
 
 Modes of ldm-lite: fp32 (plain), channels_last, bf16 (autocast, + channels_last), compile
 (torch.compile, + channels_last). The peer runs plain fp32 (its default). Prints seconds per step and
@@ -49,11 +50,12 @@ class Runner:
         self.model = model
         self.forward = torch.compile(model) if compile else model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        self.device_type = next(model.parameters()).device.type
 
     def step(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, target: torch.Tensor) -> float:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        scope = torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        scope = torch.autocast(self.device_type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with scope:
             if self.peer:
                 output = self.forward(x, t, encoder_hidden_states=context).sample
@@ -63,7 +65,7 @@ class Runner:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return loss.item()
+        return loss.item()  # waits for the device: the step's time is complete
 
 
 def main() -> None:
@@ -73,21 +75,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round and mode")
     parser.add_argument("--modes", default="fp32,channels_last,bf16,compile")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    ours = UNetModel(**LITE_TEXT_UNET)
-    peer = build_peer()
+    ours = UNetModel(**LITE_TEXT_UNET).to(device)
+    peer = build_peer().to(device)
     ours_params, peer_params = (sum(p.numel() for p in m.parameters()) for m in (ours, peer))
     if ours_params != peer_params:
         raise SystemExit(f"parameter counts differ: ldm-lite {ours_params:,} vs diffusers {peer_params:,}")
     print(f"UNet: {ours_params:,} parameters each; batch {args.batch}, latents 4x16x16, context 8x384; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
 
     def copy_of_ours() -> torch.nn.Module:
-        model = UNetModel(**LITE_TEXT_UNET)
+        model = UNetModel(**LITE_TEXT_UNET).to(device)
         model.load_state_dict(ours.state_dict())
         return model
 
@@ -100,10 +105,10 @@ def main() -> None:
     runners = [Runner("diffusers fp32", peer, peer=True)]
     runners += [modes[mode]() for mode in args.modes.split(",") if mode]
 
-    x = torch.randn(args.batch, 4, 16, 16)
-    t = torch.randint(0, 1000, (args.batch,))
-    context = torch.randn(args.batch, 8, 384)
-    target = torch.randn(args.batch, 4, 16, 16)
+    x = torch.randn(args.batch, 4, 16, 16, device=device)
+    t = torch.randint(0, 1000, (args.batch,), device=device)
+    context = torch.randn(args.batch, 8, 384, device=device)
+    target = torch.randn(args.batch, 4, 16, 16, device=device)
     for runner in runners:  # warm-up (and compilation)
         start = time.perf_counter()
         runner.step(x, t, context, target)

@@ -240,8 +240,7 @@ def sample_latents(model: torch.nn.Module, shape: Sequence[int], sampler: str = 
                    callback: Callable | None = None, verbose: bool = False) -> torch.Tensor:
     """Latents from `sampler` ("ddim", "plms", "dpm", "ddpm"; ddpm always takes all T steps), with the EMA weights."""
     check_sampling_options(model, sampler, steps, eta)
-    extra = {"clip_denoised": bool(getattr(model, "clip_denoised", False))} if sampler == "ddpm" else {}
-    chosen = make_sampler(sampler, model, verbose=verbose, **extra)
+    chosen = make_sampler(sampler, model, verbose=verbose)  # clips x0 for pixel-space models
     with model.ema_scope() if hasattr(model, "ema_scope") else contextlib.nullcontext():
         return chosen.sample(tuple(shape), cond=cond, unconditional_cond=unconditional_cond,
                              guidance_scale=guidance_scale, steps=None if sampler == "ddpm" else steps, eta=eta,

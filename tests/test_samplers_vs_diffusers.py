@@ -77,6 +77,22 @@ def test_ddim_eta0_matches_diffusers(steps, prediction_type):
     assert_close(result, theirs)
 
 
+def test_ddim_clip_denoised_matches_diffusers_clip_sample():
+    """Pixel-space models clip the predicted x0 to [-1, 1] and re-derive eps from it: diffusers'
+    clip_sample with use_clipped_model_output (GLIDE's convention)."""
+    steps = 20
+    scheduler = diffusers.DDIMScheduler(**SCHEDULE, clip_sample=True, set_alpha_to_one=False, steps_offset=1,
+                                        timestep_spacing="leading")
+    scheduler.set_timesteps(steps)
+    denoiser = FrozenDenoiser()
+    x_T = 3 * torch.randn(SHAPE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    clipped = DDIMSampler(denoiser, schedule_alphas(scheduler), clip_denoised=True).sample(SHAPE, x_T=x_T, steps=steps)
+    theirs, _ = run_diffusers(scheduler, denoiser, x_T.clone(), eta=0.0, use_clipped_model_output=True)
+    assert_close(clipped, theirs)
+    unclipped = DDIMSampler(denoiser, schedule_alphas(scheduler)).sample(SHAPE, x_T=x_T, steps=steps)
+    assert (unclipped - clipped).abs().max() > 1e-2  # the clipping really acts
+
+
 def test_ddim_eta_positive_matches_diffusers_with_shared_noise():
     steps, eta, seed = 20, 0.7, 3
     scheduler = diffusers.DDIMScheduler(**SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1,

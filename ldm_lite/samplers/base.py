@@ -6,6 +6,9 @@ A sampler is built from
 - `alphas_cumprod`: alpha-bar_t of the training schedule, a 1-D tensor of length T,
 - `parameterization`: what the denoiser predicts, "eps" (noise), "x0" (clean sample) or "v"
   (v = sqrt(a_t) eps - sqrt(1 - a_t) x0, Salimans & Ho 2022),
+- `clip_denoised`: clamp each predicted x0 to [-1, 1] and re-derive eps from it, for models of
+  pixels (Ho et al. 2020 clip x0 in ancestral sampling; GLIDE re-derives eps); latents are not
+  bounded, so latent models leave it off,
 or from a LatentDiffusion with `Sampler.from_model(model)`.
 
 Noise is drawn from a CPU `torch.Generator` seeded with `seed` and moved to the device, so the
@@ -62,7 +65,7 @@ class Sampler:
     supports_resampling = False  # RePaint resampling needs a memoryless step (DDPM, DDIM)
 
     def __init__(self, model_fn: ModelFn, alphas_cumprod: torch.Tensor, parameterization: str = "eps",
-                 verbose: bool = False, device: torch.device | str | None = None):
+                 verbose: bool = False, device: torch.device | str | None = None, clip_denoised: bool = False):
         if parameterization not in ("eps", "x0", "v"):
             raise ValueError(f"unknown parameterization '{parameterization}': use 'eps', 'x0' or 'v'")
         alphas_cumprod = torch.as_tensor(alphas_cumprod).detach().double().cpu()
@@ -72,13 +75,16 @@ class Sampler:
         self.alphas_cumprod = alphas_cumprod
         self.num_timesteps = len(alphas_cumprod)
         self.parameterization = parameterization
+        self.clip_denoised = clip_denoised
         self.verbose = verbose
         self.device = torch.device(device) if device is not None else torch.device("cpu")
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, **kwargs: Any) -> "Sampler":
-        """A sampler driving `model.apply_model` (a LatentDiffusion) with its schedule and parameterization."""
+        """A sampler driving `model.apply_model` (a LatentDiffusion) with its schedule, parameterization
+        and `clip_denoised` (on for pixel-space models)."""
         device = next(model.parameters()).device
+        kwargs.setdefault("clip_denoised", bool(getattr(model, "clip_denoised", False)))
         return cls(model.apply_model, model.alphas_cumprod, model.parameterization, device=device, **kwargs)
 
     # --- what a subclass defines -------------------------------------------------------------
@@ -129,7 +135,11 @@ class Sampler:
 
         def denoise(x_t: torch.Tensor, t: int, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
             t_batch = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
-            return output_to_eps_and_x0(guided(x_t, t_batch), x_t, alpha, self.parameterization)
+            eps, x0 = output_to_eps_and_x0(guided(x_t, t_batch), x_t, alpha, self.parameterization)
+            if self.clip_denoised:
+                x0 = x0.clamp(-1, 1)
+                eps = (x_t - alpha ** 0.5 * x0) / (1 - alpha) ** 0.5
+            return eps, x0
 
         intermediates = {"x_inter": [x], "pred_x0": [x]}
         total = len(timesteps)

@@ -18,15 +18,10 @@ from ldm_lite.samplers.base import Denoise, Sampler, standard_normal
 class DDPMSampler(Sampler):
     """Ancestral sampling over every training timestep T-1, ..., 0 (`steps` must be T or None).
 
-    Noise: one N(0, I) draw per step (also at t = 0, where it is multiplied by 0).
-    `clip_denoised` clamps x0_pred to [-1, 1] (the original does, even for latents)."""
+    Noise: one N(0, I) draw per step (also at t = 0, where it is multiplied by 0)."""
 
     name = "ddpm"
     supports_resampling = True
-
-    def __init__(self, *args, clip_denoised: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.clip_denoised = clip_denoised
 
     def default_steps(self) -> int:
         return self.num_timesteps
@@ -43,8 +38,6 @@ class DDPMSampler(Sampler):
              state: dict) -> tuple[torch.Tensor, torch.Tensor]:
         alpha, alpha_prev = state["alphas"][index], state["alphas_prev"][index]
         _, x0 = denoise(x, state["timesteps"][index], alpha)
-        if self.clip_denoised:
-            x0 = x0.clamp(-1, 1)
         beta = 1 - alpha / alpha_prev
         mean = (alpha_prev ** 0.5 * beta / (1 - alpha)) * x0 + ((1 - beta) ** 0.5 * (1 - alpha_prev) / (1 - alpha)) * x
         variance = (1 - alpha_prev) / (1 - alpha) * beta

@@ -127,8 +127,8 @@ def time_loop(name, loop, unet, device, alphas_cumprod, shape, cond, null, repea
 #     python bench/sampling.py --dpm_match --model models/ldm/text-shapes-emoji
 @torch.no_grad()
 def dpm_steps_to_match_ddim(model_folder: str, device: torch.device, ddim_steps: int = STEPS,
-                            candidates: tuple[int, ...] = (5, 8, 10, 12, 15, 20, 25, 30), reference_steps: int = 1000,
-                            batch_size: int = 8) -> dict[str, float]:
+                            candidates: tuple[int, ...] = (10, 20, 30, 50, 75, 100, 150), reference_steps: int = 1000,
+                            batch_size: int = 8, scale: float = SCALE) -> dict[str, float]:
     """Error (RMSE of decoded images against the many-step ODE solution from the same x_T, with
     guidance) of DDIM-`ddim_steps` and of DPM-Solver++(2M) at each candidate step count; returns
     them and the fewest DPM steps whose error is at most DDIM's."""
@@ -136,14 +136,14 @@ def dpm_steps_to_match_ddim(model_folder: str, device: torch.device, ddim_steps:
 
     model = load_for_sampling(Path(model_folder), device=device).model
     cond, null = make_conditions(model, batch_size, ["a red circle", "a blue star on a green square"],
-                                 guidance_scale=SCALE)
+                                 guidance_scale=scale)
     shape = latent_shape(model, batch_size)
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
 
     def images(sampler_class, steps):
         sampler = sampler_class.from_model(model)
         with model.ema_scope():
-            latents = sampler.sample(shape, cond=cond, unconditional_cond=null, guidance_scale=SCALE, steps=steps,
+            latents = sampler.sample(shape, cond=cond, unconditional_cond=null, guidance_scale=scale, steps=steps,
                                      x_T=x_T)
         return decode_latents(model, latents)
 
@@ -165,12 +165,14 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a small random UNet (16x16 latents), for CPUs")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per loop (the fastest is reported)")
     parser.add_argument("--dpm_match", action="store_true", help="DPM-Solver++ steps needed to match DDIM-50")
+    parser.add_argument("--scale", type=float, default=SCALE, help="guidance scale of --dpm_match")
     args = parser.parse_args()
     device = torch.device(args.device) if args.device else default_device()
     if args.dpm_match:
         if args.model is None:
             parser.error("--dpm_match needs --model (a trained model folder)")
-        dpm_steps_to_match_ddim(args.model, device)
+        print(f"guidance scale {args.scale}")
+        dpm_steps_to_match_ddim(args.model, device, scale=args.scale)
         return
     unet, alphas_cumprod, shape, cond, null = load_unet(args.model, device, args.small)
     print(f"{BATCH} samples, {STEPS} DDIM steps, guidance {SCALE} (UNet batch {2 * BATCH}), latents {tuple(shape[1:])}, "

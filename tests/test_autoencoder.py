@@ -135,6 +135,50 @@ def test_dead_codes_are_restarted_onto_encoder_outputs() -> None:
     assert (quantizer.embedding.weight.data == 3.0).all(dim=1).sum() >= 2
 
 
+def test_kmeans_initialization_finds_the_clusters_of_the_remembered_latents() -> None:
+    torch.manual_seed(0)
+    centres = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [-2.0, 0.0, 0.0]])
+    quantizer = VectorQuantizer(4, 3)
+    for _ in range(3):  # three "batches" of 2 x 5 x 5 latents around the centres
+        points = centres[torch.randint(0, 4, (50,))] + 0.01 * torch.randn(50, 3)
+        quantizer.remember(points.t().reshape(3, 2, 5, 5).permute(1, 0, 2, 3))
+    quantizer.initialize_by_kmeans()
+    distances = torch.cdist(centres, quantizer.embedding.weight.data)
+    assert distances.min(dim=1).values.max() < 0.02 and quantizer.memory == []
+    with pytest.raises(RuntimeError, match="remember"):
+        quantizer.initialize_by_kmeans()
+
+
+def test_quantizer_memory_keeps_only_the_latest_latents() -> None:
+    quantizer = VectorQuantizer(8, 2)
+    for value in range(10):  # 10 batches of 16 vectors; room for 4 * 8 = 32 (+ one batch)
+        quantizer.remember(torch.full((1, 2, 4, 4), float(value)))
+    assert sum(len(rows) for rows in quantizer.memory) == 32 and quantizer.memory[0][0, 0].item() == 8.0
+
+
+def test_vq_quantize_start_trains_a_plain_autoencoder_then_a_kmeans_codebook() -> None:
+    torch.manual_seed(0)
+    model = VQModel(ddconfig(3, False, z_channels=3), vq_loss(100), n_embed=8, embed_dim=3, quantize_start=3)
+    model.learning_rate = 1e-3
+    optimizer = model.configure_optimizers()[0]
+    random_codebook = model.quantize.embedding.weight.detach().clone()
+    for step in range(3):
+        assert model.validation_step(batch(), step)["val/perplexity"] == 0.0  # validated without quantizer
+        loss, logs = model.training_step(batch(), 0, global_step=step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert logs["train/quant_loss"] == 0.0 and model.quantize.embedding.weight.grad is None
+    # After the last step without the quantizer the codebook holds k-means centroids of the latents.
+    assert not torch.equal(model.quantize.embedding.weight, random_codebook) and model.quantize.memory == []
+    h = model.encode_to_prequant(model.get_input(batch(), "image")).detach()
+    codebook_error = model.quantize(h)[1].item()
+    model.quantize.embedding.weight.data = random_codebook
+    assert codebook_error < 0.1 * model.quantize(h)[1].item()
+    _, logs = model.training_step(batch(), 0, global_step=3)
+    assert logs["train/quant_loss"] > 0 and logs["train/perplexity"] >= 1
+
+
 def test_vq_interface_encodes_before_quantization() -> None:
     torch.manual_seed(0)
     model = VQModelInterface(embed_dim=3, ddconfig=ddconfig(3, False, z_channels=3),
@@ -179,6 +223,18 @@ def test_discriminator_inactive_before_disc_start() -> None:
         if index == 0:
             assert logs["train/disc_factor"] == 0.0 and logs["train/d_weight"] == 0.0 and logs["train/g_loss"] == 0.0
     assert all(torch.equal(p, q) for p, q in zip(before, model.loss.discriminator.parameters()))
+
+
+def test_adam_betas_reach_the_autoencoder_optimizer_only() -> None:
+    model = tiny_kl()
+    model.learning_rate = 1e-3
+    autoencoder, discriminator = model.configure_optimizers()
+    assert autoencoder.defaults["betas"] == (0.5, 0.9) == discriminator.defaults["betas"]  # the original's
+    torch.manual_seed(0)
+    model = VQModel(ddconfig(3, False, z_channels=3), vq_loss(100), n_embed=32, embed_dim=3, adam_betas=[0.9, 0.999])
+    model.learning_rate = 1e-3
+    autoencoder, discriminator = model.configure_optimizers()
+    assert autoencoder.defaults["betas"] == (0.9, 0.999) and discriminator.defaults["betas"] == (0.5, 0.9)
 
 
 def test_patch_discriminator_output() -> None:

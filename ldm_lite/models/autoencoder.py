@@ -33,9 +33,11 @@ class _FirstStage(nn.Module):
     learning_rate: float = 4.5e-6
 
     def __init__(self, ddconfig: Mapping[str, Any], lossconfig: Mapping[str, Any], embed_dim: int,
-                 image_key: str = "image", colorize_nlabels: int | None = None, monitor: str | None = None) -> None:
+                 image_key: str = "image", colorize_nlabels: int | None = None, monitor: str | None = None,
+                 adam_betas: Sequence[float] = (0.5, 0.9)) -> None:
         super().__init__()
         self.image_key, self.monitor, self.embed_dim = image_key, monitor, embed_dim
+        self.adam_betas = tuple(float(beta) for beta in adam_betas)
         self.encoder = Encoder(**ddconfig)
         self.decoder = Decoder(**ddconfig)
         self.loss = instantiate_from_config(lossconfig)
@@ -78,8 +80,9 @@ class _FirstStage(nn.Module):
         return [p for name, p in self.named_parameters() if not name.startswith("loss.")]
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        """Adam (betas 0.5, 0.9) for the autoencoder, and one for the discriminator when the loss has one."""
-        optimizers = [torch.optim.Adam(self.autoencoder_parameters(), lr=self.learning_rate, betas=(0.5, 0.9))]
+        """Adam for the autoencoder (betas `adam_betas`; the original's 0.5, 0.9 suit GAN training), and Adam
+        (0.5, 0.9) for the discriminator when the loss has one."""
+        optimizers = [torch.optim.Adam(self.autoencoder_parameters(), lr=self.learning_rate, betas=self.adam_betas)]
         if hasattr(self.loss, "discriminator"):
             optimizers.append(torch.optim.Adam(self.loss.discriminator.parameters(), lr=self.learning_rate,
                                                betas=(0.5, 0.9)))
@@ -113,8 +116,8 @@ class AutoencoderKL(_FirstStage):
     def __init__(self, ddconfig: Mapping[str, Any], lossconfig: Mapping[str, Any], embed_dim: int,
                  ckpt_path: str | None = None, ignore_keys: Sequence[str] = (), image_key: str = "image",
                  colorize_nlabels: int | None = None, monitor: str | None = None, learn_logvar: bool = False,
-                 ema_decay: float | None = None) -> None:
-        super().__init__(ddconfig, lossconfig, embed_dim, image_key, colorize_nlabels, monitor)
+                 ema_decay: float | None = None, adam_betas: Sequence[float] = (0.5, 0.9)) -> None:
+        super().__init__(ddconfig, lossconfig, embed_dim, image_key, colorize_nlabels, monitor, adam_betas)
         if ema_decay is not None:
             raise ValueError("ema_decay is not supported for the first stage: set it to null")
         if not ddconfig.get("double_z", True):
@@ -187,7 +190,12 @@ class AutoencoderKL(_FirstStage):
 
 
 class VQModel(_FirstStage):
-    """VQ-regularized autoencoder: z_q = nearest of `n_embed` codebook vectors of size `embed_dim`."""
+    """VQ-regularized autoencoder: z_q = nearest of `n_embed` codebook vectors of size `embed_dim`.
+
+    `quantize_start` > 0 (beyond the original): the first `quantize_start` steps train and validate a
+    plain autoencoder without the quantizer; after the last of them the codebook is set to k-means
+    centroids of the latest encoder outputs, and quantization starts. The decoder then learns on a
+    codebook that already fits the encoder instead of on random codes."""
 
     def __init__(self, ddconfig: Mapping[str, Any], lossconfig: Mapping[str, Any], n_embed: int, embed_dim: int,
                  ckpt_path: str | None = None, ignore_keys: Sequence[str] = (), image_key: str = "image",
@@ -195,13 +203,14 @@ class VQModel(_FirstStage):
                  batch_resize_range: Sequence[int] | None = None, scheduler_config: Mapping[str, Any] | None = None,
                  lr_g_factor: float = 1.0, remap: str | None = None, sane_index_shape: bool = False,
                  use_ema: bool = False, beta: float = 0.25, legacy: bool = True,
-                 restart_dead_codes: bool = False) -> None:
+                 restart_dead_codes: bool = False, adam_betas: Sequence[float] = (0.5, 0.9),
+                 quantize_start: int = 0) -> None:
         # batch_resize_range / scheduler_config: original training options; the training loop owns
         # the schedule here and images keep their size, so both are accepted and not used.
-        super().__init__(ddconfig, lossconfig, embed_dim, image_key, colorize_nlabels, monitor)
+        super().__init__(ddconfig, lossconfig, embed_dim, image_key, colorize_nlabels, monitor, adam_betas)
         if use_ema:
             raise ValueError("use_ema is not supported for the VQ first stage: set use_ema to false")
-        self.n_embed, self.lr_g_factor = n_embed, lr_g_factor
+        self.n_embed, self.lr_g_factor, self.quantize_start = n_embed, lr_g_factor, quantize_start
         self.quantize = VectorQuantizer(n_embed, embed_dim, beta=beta, remap=remap, sane_index_shape=sane_index_shape,
                                         legacy=legacy, restart_dead_codes=restart_dead_codes)
         self.quant_conv = nn.Conv2d(ddconfig["z_channels"], embed_dim, kernel_size=1)
@@ -229,6 +238,18 @@ class VQModel(_FirstStage):
         quant, codebook_loss, info = self.quantize(self.encode_to_prequant(x))
         return self.decoder(self.post_quant_conv(quant)), codebook_loss, info
 
+    def _reconstruct_at_step(self, x: torch.Tensor, global_step: int, remember: bool = False
+                             ) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """`reconstruct`, or before `quantize_start` E and D alone (zero codebook loss, no indices;
+        with `remember` the latents are kept for the codebook's k-means initialization)."""
+        if global_step >= self.quantize_start:
+            return self.reconstruct(x)
+        h = self.encode_to_prequant(x)
+        if remember:
+            self.quantize.remember(h)
+        zero = h.new_zeros(())
+        return self.decoder(self.post_quant_conv(h)), zero, (zero, None, None)
+
     def forward(self, input: torch.Tensor, return_pred_indices: bool = False):
         """input -> (reconstruction, codebook loss[, indices])."""
         decoded, diff, (_, _, indices) = self.reconstruct(input)
@@ -245,34 +266,37 @@ class VQModel(_FirstStage):
         self._check_trainable()
         inputs = self.get_input(batch, self.image_key)
         if optimizer_index == 0:
-            reconstructions, qloss, (perplexity, _, indices) = self.reconstruct(inputs)
+            reconstructions, qloss, (perplexity, _, indices) = self._reconstruct_at_step(inputs, global_step, remember=True)
+            if global_step == self.quantize_start - 1:  # the last step without the quantizer
+                self.quantize.initialize_by_kmeans()
             loss, logs = self.loss(qloss, inputs, reconstructions, 0, global_step,
                                    last_layer=self.get_last_layer(), split="train", predicted_indices=indices)
             logs["train/perplexity"] = perplexity
-            logs["train/codebook_usage"] = self.quantize.codebook_usage()
+            logs["train/codebook_usage"] = 0.0 if indices is None else self.quantize.codebook_usage()
             logs["train/psnr"] = psnr(reconstructions.detach().clamp(-1, 1), inputs)
             return loss, _as_float(logs)
         idle = self._idle_discriminator_step(global_step)
         if idle is not None:
             return idle
         with torch.no_grad():
-            reconstructions, qloss = self(inputs)
+            reconstructions, qloss, _ = self._reconstruct_at_step(inputs, global_step)
         loss, logs = self.loss(qloss, inputs, reconstructions, 1, global_step, split="train")
         return loss, _as_float(logs)
 
     @torch.no_grad()
     def validation_step(self, batch: Mapping[str, Any], global_step: int) -> dict[str, float]:
         """val/rec_loss (mean L1), val/psnr, val/perplexity and val/codebook_usage (fraction of codes
-        used by this batch), plus the loss terms when the model has a training loss."""
+        used by this batch; both 0 before `quantize_start`), plus the loss terms when the model has a
+        training loss."""
         inputs = self.get_input(batch, self.image_key)
-        reconstructions, qloss, (perplexity, _, indices) = self.reconstruct(inputs)
+        reconstructions, qloss, (perplexity, _, indices) = self._reconstruct_at_step(inputs, global_step)
         logs: dict[str, Any] = {}
         if hasattr(self.loss, "discriminator"):
             _, logs = self.loss(qloss, inputs, reconstructions, 0, global_step, split="val", predicted_indices=indices)
         logs["val/rec_loss"] = (inputs - reconstructions).abs().mean()
         logs["val/psnr"] = psnr(reconstructions.clamp(-1, 1), inputs)
         logs["val/perplexity"] = perplexity
-        logs["val/codebook_usage"] = indices.unique().numel() / self.n_embed
+        logs["val/codebook_usage"] = 0.0 if indices is None else indices.unique().numel() / self.n_embed
         return _as_float(logs)
 
     @torch.no_grad()

@@ -18,7 +18,9 @@ class VectorQuantizer(nn.Module):
         ||sg[z_e] - e||^2 + beta * ||z_e - sg[e]||^2   (codebook term + commitment term).
     `legacy=True` reproduces the original code's weighting, which puts beta on the codebook term
     instead. With `restart_dead_codes`, entries unused for a while are moved onto random encoder
-    outputs of the current batch during training (a common fix for codebook collapse)."""
+    outputs of the current batch during training (a common fix for codebook collapse).
+    `remember` + `initialize_by_kmeans` start the codebook from k-means centroids of recent encoder
+    outputs (Łańcucki et al. 2020, "Robust Training of Vector Quantized Bottleneck Models")."""
 
     def __init__(self, n_e: int, e_dim: int, beta: float = 0.25, remap: str | None = None,
                  unknown_index: str = "random", sane_index_shape: bool = False, legacy: bool = True,
@@ -35,10 +37,12 @@ class VectorQuantizer(nn.Module):
         self.embedding.weight.data.uniform_(-1.0 / n_e, 1.0 / n_e)
         # Exponential moving average of how often each code is chosen (not saved in checkpoints).
         self.register_buffer("usage", torch.full((n_e,), 1.0 / n_e), persistent=False)
+        self.memory: list[torch.Tensor] = []  # recent encoder outputs for k-means (not saved)
 
-    def nearest_indices(self, z_flat: torch.Tensor) -> torch.Tensor:
-        """argmin_k ||z - e_k||^2 = argmin_k (||e_k||^2 - 2 z.e_k) for rows of z_flat (N, e_dim)."""
-        codebook = self.embedding.weight
+    def nearest_indices(self, z_flat: torch.Tensor, codebook: torch.Tensor | None = None) -> torch.Tensor:
+        """argmin_k ||z - e_k||^2 = argmin_k (||e_k||^2 - 2 z.e_k) for rows of z_flat (N, e_dim), over the
+        codebook's entries (or the rows of `codebook`)."""
+        codebook = self.embedding.weight if codebook is None else codebook
         distances = codebook.pow(2).sum(1)[None, :] - 2.0 * z_flat @ codebook.t()
         return distances.argmin(dim=1)
 
@@ -87,6 +91,36 @@ class VectorQuantizer(nn.Module):
             dist.broadcast(replacement, src=0)
         self.embedding.weight.data[dead] = replacement.to(self.embedding.weight.dtype)
         self.usage[dead] = 1.0 / self.n_e
+
+    @torch.no_grad()
+    def remember(self, z: torch.Tensor) -> None:
+        """Keep the latest 4 * n_e latent vectors of z (B, e_dim, H, W) for `initialize_by_kmeans`."""
+        self.memory.append(z.detach().permute(0, 2, 3, 1).reshape(-1, self.e_dim).float())
+        while sum(len(rows) for rows in self.memory) - len(self.memory[0]) >= 4 * self.n_e:
+            self.memory.pop(0)
+
+    @torch.no_grad()
+    def initialize_by_kmeans(self, iterations: int = 10, chunk: int = 4096) -> None:
+        """Set the codebook to k-means centroids (Lloyd's algorithm, seeded by a random draw) of the
+        remembered latents; the memory is then emptied."""
+        if not self.memory:
+            raise RuntimeError("no latents to initialize the codebook from: call remember(z) first")
+        points = torch.cat(self.memory)
+        self.memory = []
+        draw = torch.randperm(len(points), device=points.device)[: self.n_e]
+        if len(draw) < self.n_e:  # fewer points than codes: repeat them with a little noise
+            draw = draw[torch.randint(0, len(draw), (self.n_e,), device=points.device)]
+        centroids = points[draw] + 1e-3 * points.std() * torch.randn(self.n_e, self.e_dim, device=points.device)
+        for _ in range(iterations):
+            assignment = torch.cat([self.nearest_indices(rows, centroids) for rows in points.split(chunk)])
+            counts = torch.bincount(assignment, minlength=self.n_e).float()
+            sums = torch.zeros_like(centroids).index_add_(0, assignment, points)
+            filled = counts > 0  # an empty cluster keeps its centroid
+            centroids[filled] = sums[filled] / counts[filled, None]
+        if dist.is_available() and dist.is_initialized():  # every rank starts from rank 0's codebook
+            dist.broadcast(centroids, src=0)
+        self.embedding.weight.data.copy_(centroids.to(self.embedding.weight.dtype))
+        self.usage.fill_(1.0 / self.n_e)
 
     def codebook_usage(self) -> float:
         """Fraction of codes whose moving-average usage is above the dead-code threshold."""

@@ -96,8 +96,9 @@ class VectorQuantizer(nn.Module):
     def remember(self, z: torch.Tensor) -> None:
         """Keep the latest 4 * n_e latent vectors of z (B, e_dim, H, W) for `initialize_by_kmeans`."""
         self.memory.append(z.detach().permute(0, 2, 3, 1).reshape(-1, self.e_dim).float())
-        while sum(len(rows) for rows in self.memory) - len(self.memory[0]) >= 4 * self.n_e:
-            self.memory.pop(0)
+        kept = sum(len(rows) for rows in self.memory)
+        while kept - len(self.memory[0]) >= 4 * self.n_e:
+            kept -= len(self.memory.pop(0))
 
     @torch.no_grad()
     def initialize_by_kmeans(self, iterations: int = 10, chunk: int = 4096) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +25,7 @@ from torch import nn
 from ldm_lite.checkpoint import atomic_write
 from ldm_lite.data import MNISTDataset, ShapesDataset, shapes_match
 from ldm_lite.data.cache import cache_dir
+from ldm_lite.data.shapes import SHAPES, SIZES
 from ldm_lite.sampling import load_for_sampling, sample_images
 
 
@@ -118,6 +120,12 @@ def report_shapes(images: torch.Tensor, examples: list[dict]) -> None:
     for keys in (("color", "shape"), ("color",), ("shape",), ("size",), ("position",)):
         score = shapes_match(images, examples, keys=keys).mean()
         print(f"{'+'.join(keys):12s} match {score:.1%}")
+    # Where colour+shape fails: by the asked size and the asked shape.
+    correct = shapes_match(images, examples, keys=("color", "shape"))
+    for key, names in (("size", SIZES), ("shape", SHAPES)):
+        asked = np.asarray([int(example[key]) for example in examples])
+        print(f"color+shape by {key}: " + "  ".join(
+            f"{name} {correct[asked == index].mean():.0%}" for index, name in enumerate(names) if (asked == index).any()))
 
 
 def shapes(options: argparse.Namespace) -> None:

@@ -20,7 +20,8 @@ from ldm_lite.data.masks import InpaintingDataset, apply_mask, random_box_mask, 
 from ldm_lite.data.mnist import FashionMNISTDataset, MNISTDataset
 from ldm_lite.data.original import LSUN, CelebAHQTrain, FacesHQ, FFHQValidation, ImageNet, ImageNetTrain, LSUNChurchesTrain
 from ldm_lite.data.photos import PhotosDataset, load_photo
-from ldm_lite.data.shapes import COLOR_NAMES, POSITIONS, SHAPES, SIZES, ShapesDataset, judge_shapes, shapes_match
+from ldm_lite.data.shapes import (COLOR_NAMES, POSITIONS, SHAPES, SIZES, ShapesDataset, attribute_matches, judge_shapes,
+                                  shapes_match)
 from ldm_lite.data.transforms import crop, in_validation, to_float_image, to_uint8_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,17 @@ def test_judge_reads_held_out_shapes_exactly_and_robustly():
     assert shapes_match(images, wrong).mean() == 0.0
     blank = -torch.ones(2, 3, 32, 32)
     assert [result["found"] for result in judge_shapes(blank)] == [False, False]
+
+
+def test_attribute_matches_are_per_key_and_shapes_match_is_their_and():
+    validation = ShapesDataset(split="validation", length=40, seed=3)
+    images = nchw(validation.images)
+    wrong_colours = dict(validation.attributes, color=(np.asarray(validation.attributes["color"]) + 1) % len(COLOR_NAMES))
+    matches = attribute_matches(images, wrong_colours)
+    assert sorted(matches) == ["color", "position", "shape", "size"]
+    assert not matches["color"].any() and matches["shape"].mean() >= 0.95 and matches["position"].mean() >= 0.95
+    assert np.array_equal(shapes_match(images, wrong_colours, keys=("shape", "size")), matches["shape"] & matches["size"])
+    assert shapes_match(images, wrong_colours, keys=()).all()
 
 
 def test_shapes_bad_inputs():

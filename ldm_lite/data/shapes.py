@@ -286,6 +286,23 @@ def _attribute_column(attributes: Mapping[str, Any] | Sequence[Mapping[str, Any]
     return np.asarray([int(item[key]) for item in attributes])
 
 
+def attribute_matches(
+    images: torch.Tensor | np.ndarray,
+    attributes: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    keys: Sequence[str] = ATTRIBUTE_KEYS,
+) -> dict[str, np.ndarray]:
+    """Per key, a per-image bool: does the judged image have its target attribute? The images are
+    judged once for all keys. `attributes` is a collated batch (dict of tensors) or a list of dicts."""
+    judged = judge_shapes(images)
+    matches = {}
+    for key in keys:
+        target = _attribute_column(attributes, key)
+        if len(target) != len(judged):
+            raise ValueError(f"{len(judged)} images but {len(target)} '{key}' attributes")
+        matches[key] = np.asarray([result[key] for result in judged]) == target
+    return matches
+
+
 def shapes_match(
     images: torch.Tensor | np.ndarray,
     attributes: Mapping[str, Any] | Sequence[Mapping[str, Any]],
@@ -293,11 +310,5 @@ def shapes_match(
 ) -> np.ndarray:
     """Per-image bool: does the judged image match its target attributes on every key in `keys`
     (default shape and colour)? `attributes` is a collated batch (dict of tensors) or a list of dicts."""
-    judged = judge_shapes(images)
-    match = np.ones(len(judged), dtype=bool)
-    for key in keys:
-        target = _attribute_column(attributes, key)
-        if len(target) != len(judged):
-            raise ValueError(f"{len(judged)} images but {len(target)} '{key}' attributes")
-        match &= np.asarray([result[key] for result in judged]) == target
-    return match
+    matches = attribute_matches(images, attributes, keys)
+    return np.logical_and.reduce([*matches.values()], axis=0) if matches else np.ones(len(images), dtype=bool)

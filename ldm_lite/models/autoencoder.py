@@ -82,10 +82,11 @@ class _FirstStage(nn.Module):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam for the autoencoder (betas `adam_betas`; the original's 0.5, 0.9 suit GAN training), and Adam
         (0.5, 0.9) for the discriminator when the loss has one."""
-        optimizers = [torch.optim.Adam(self.autoencoder_parameters(), lr=self.learning_rate, betas=self.adam_betas)]
+        optimizers = [torch.optim.Adam(self.autoencoder_parameters(), lr=self.learning_rate, betas=self.adam_betas,
+                                       fused=True)]
         if hasattr(self.loss, "discriminator"):
             optimizers.append(torch.optim.Adam(self.loss.discriminator.parameters(), lr=self.learning_rate,
-                                               betas=(0.5, 0.9)))
+                                               betas=(0.5, 0.9), fused=True))
         return optimizers
 
     def _check_trainable(self) -> None:

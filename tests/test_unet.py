@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ldm_lite.modules.attention import AttentionBlock, CrossAttention, SpatialTransformer
+from ldm_lite.modules.attention import GEGLU, AttentionBlock, CrossAttention, SpatialTransformer
 from ldm_lite.modules.blocks import ResBlock, timestep_embedding
 from ldm_lite.modules.unet import UNetModel
 
@@ -139,3 +139,18 @@ def test_cross_attention_formula(with_context: bool) -> None:
     weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(16), dim=-1)  # LDM Eq. 3
     expected = attention.to_out((weights @ v).transpose(1, 2).reshape(2, 5, 32))
     torch.testing.assert_close(attention(x, context if with_context else None), expected)
+
+
+def test_geglu_formula() -> None:
+    """GEGLU (Shazeer 2020): [a, g] = proj(x), out = a * GELU(g), where `proj` is one Linear whose output's
+    first half is a (the layout of the released checkpoints), with gradients to match."""
+    geglu = GEGLU(16, 24)
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    value, gate = geglu.proj(x).chunk(2, dim=-1)
+    expected = value * F.gelu(gate)
+    expected_grads = torch.autograd.grad(expected.square().sum(), [x, geglu.proj.weight, geglu.proj.bias])
+    out = geglu(x)
+    torch.testing.assert_close(out, expected)
+    for grad, expected_grad in zip(torch.autograd.grad(out.square().sum(), [x, geglu.proj.weight, geglu.proj.bias]),
+                                   expected_grads):
+        torch.testing.assert_close(grad, expected_grad)

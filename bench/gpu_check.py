@@ -12,6 +12,11 @@ table last and writes the full log of each part under `--out`.
    inpaint.py write their outputs.
 3. Speed: bench/unet_step.py, bench/autoencoder.py, bench/sampling.py with --device cuda, and (with
    `--sweep`) bench/autoencoder_sweep.py --train, which runs the CPU-budgeted candidates in parallel.
+4. With `--shapes-steps N`: the shapes bar with more training than a CPU session allows. The text model
+   of lite_text_shapes_emoji.yaml trains N steps in the background while the f=2 first stage trains and
+   then the f=2 model of lite_text_shapes_emoji_f2.yaml on it (N steps too); both are scored by
+   bench/conditioning_accuracy.py shapes. Alone (`--skip correctness,entry,speed`) with N = 5000, it
+   should fit one 10-minute device command (not yet measured).
 """
 from __future__ import annotations
 
@@ -161,11 +166,43 @@ def speed(out: Path) -> None:
     run_command("sampling 16x DDIM-50 guided", [python, "bench/sampling.py", "--device", "cuda", "--repeats", "3"], out)
 
 
+def start_command(label: str, command: list[str], out: Path) -> subprocess.Popen:
+    """`command` in the background, its output in `out/<label>.log`."""
+    return subprocess.Popen(command, stdout=open(out / f"{label}.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def shapes_experiment(out: Path, steps: int) -> None:
+    """Train the f=4 and f=2 text models `steps` steps each and score them on held-out shapes captions."""
+    python = sys.executable
+    logs = out / "shapes"
+    train = [python, "main.py", "-t", "--gpus", "0,", "-l", str(logs)]
+    started = time.perf_counter()
+    f4 = start_command("shapes f4 text model", train + ["--base", "configs/latent-diffusion/lite_text_shapes_emoji.yaml",
+                                                       "--max_steps", str(steps), "-n", "f4-text"], out)
+    run_command("shapes f2 first stage", train + ["--base", "configs/autoencoder/lite_kl_f2_shapes_emoji32.yaml",
+                                                 "-n", "f2-autoencoder"], out)
+    first_stage = next(logs.glob("*_f2-autoencoder")) / "checkpoints" / "last.ckpt"
+    run_command("shapes f2 text model", train + ["--base", "configs/latent-diffusion/lite_text_shapes_emoji_f2.yaml",
+                                                "--max_steps", str(steps), "-n", "f2-text",
+                                                f"model.params.first_stage_config.params.ckpt_path={first_stage}"], out)
+    f4.wait()
+    RESULTS.append(("shapes f4 text model", f"{time.perf_counter() - started:.1f} s",
+                    "ok" if f4.returncode == 0 else f"FAIL (exit {f4.returncode})"))
+    for name in ("f4-text", "f2-text"):
+        run = next(logs.glob(f"*_{name}"))
+        run_command(f"shapes export {name}", [python, "scripts/export_model.py", str(run), str(out / name)], out)
+        run_command(f"shapes accuracy {name}", [python, "bench/conditioning_accuracy.py", "shapes", "--model",
+                                                str(out / name), "--count", "100", "--scale", "3", "--eta", "1",
+                                                "--device", "cuda"], out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench/results/gpu")
     parser.add_argument("--sweep", action="store_true", help="also run bench/autoencoder_sweep.py --train")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: correctness,entry,speed")
+    parser.add_argument("--shapes-steps", type=int, default=0,
+                        help="also train and score the f=4 and f=2 text models this many steps (0: no)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this script checks a GPU")
@@ -178,7 +215,8 @@ def main() -> None:
     sweep = start_sweep(out) if args.sweep else None
     for part, function in (("correctness", lambda: (check_unet(device), check_autoencoder(device),
                                                     check_sampling(device))),
-                           ("entry", lambda: check_entry_points(out)), ("speed", lambda: speed(out))):
+                           ("entry", lambda: check_entry_points(out)), ("speed", lambda: speed(out)),
+                           ("shapes", lambda: shapes_experiment(out, args.shapes_steps) if args.shapes_steps else None)):
         if part == "speed" and sweep is not None:  # timings want the GPU to themselves
             waited = time.perf_counter()
             try:

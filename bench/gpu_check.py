@@ -146,11 +146,15 @@ def check_entry_points(out: Path) -> None:
         RESULTS.append(("inpaint.py pngs written", str(found), "ok" if found > 0 else "FAIL"))
 
 
+def start_command(label: str, command: list[str], out: Path) -> subprocess.Popen:
+    """`command` in the background, its output in `out/<label>.log`."""
+    return subprocess.Popen(command, stdout=open(out / f"{label}.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+
 def start_sweep(out: Path) -> subprocess.Popen:
     """bench/autoencoder_sweep.py --train in the background (it only needs the GPU's spare capacity)."""
-    log = open(out / "autoencoder_sweep.log", "w")
-    return subprocess.Popen([sys.executable, "bench/autoencoder_sweep.py", "--train", "--logdir", str(out / "sweep")],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return start_command("autoencoder_sweep", [sys.executable, "bench/autoencoder_sweep.py", "--train", "--logdir",
+                                               str(out / "sweep")], out)
 
 
 def speed(out: Path) -> None:
@@ -164,11 +168,6 @@ def speed(out: Path) -> None:
     run_command("autoencoder step batch 128 bf16", [python, "bench/autoencoder.py", "--device", "cuda", "--batch",
                                                     "128", "--repeats", "20", "--bf16", "--channels-last"], out)
     run_command("sampling 16x DDIM-50 guided", [python, "bench/sampling.py", "--device", "cuda", "--repeats", "3"], out)
-
-
-def start_command(label: str, command: list[str], out: Path) -> subprocess.Popen:
-    """`command` in the background, its output in `out/<label>.log`."""
-    return subprocess.Popen(command, stdout=open(out / f"{label}.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
 
 
 def shapes_experiment(out: Path, steps: int) -> None:

@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--channels-last", action="store_true", help="both models in channels_last memory format")
     parser.add_argument("--bf16", action="store_true", help="both models under bf16 autocast")
+    parser.add_argument("--compile", action="store_true",
+                        help="ldm_lite's encoder and decoder through torch.compile (the peer stays eager)")
     parser.add_argument("--peer-attention", action="store_true",
                         help="give the peer diffusers' default middle attention (the lite configs drop it); "
                              "default: the peer has exactly the ldm_lite architecture")
@@ -93,6 +95,9 @@ def main() -> None:
     ours, peer = ours.to(device), peer.to(device)
     if args.channels_last:
         ours, peer = ours.to(memory_format=torch.channels_last), peer.to(memory_format=torch.channels_last)
+    if args.compile:
+        ours.encoder.compile()
+        ours.decoder.compile()
     ours.learning_rate = 1e-4
     ours_optimizer = ours.configure_optimizers()[0]
     peer_optimizer = torch.optim.Adam(peer.parameters(), lr=1e-4, betas=(0.5, 0.9))
@@ -121,7 +126,7 @@ def main() -> None:
 
     ours_params = count_params(torch.nn.ModuleList([ours.encoder, ours.decoder, ours.quant_conv, ours.post_quant_conv]))
     print(f"config {args.config}, batch {batch}, {resolution} px, device {device}, threads {torch.get_num_threads()}, "
-          f"channels_last {args.channels_last}, bf16 {args.bf16}, peer middle attention "
+          f"channels_last {args.channels_last}, bf16 {args.bf16}, compile {args.compile}, peer middle attention "
           f"{args.peer_attention or same_architecture}")
     print(f"parameters: ldm_lite {ours_params / 1e6:.2f}M, diffusers {count_params(peer) / 1e6:.2f}M")
     medians = {name: statistics.median(values) for name, values in timings.items()}

@@ -106,7 +106,9 @@ def main() -> None:
         "fp32": lambda: Runner("ldm-lite fp32", copy_of_ours(), peer=False),
         "channels_last": lambda: Runner("ldm-lite fp32 channels_last", copy_of_ours(), peer=False, channels_last=True),
         "bf16": lambda: Runner("ldm-lite bf16 autocast channels_last", copy_of_ours(), peer=False, channels_last=True, autocast=True),
-        "compile": lambda: Runner("ldm-lite compile channels_last", copy_of_ours(), peer=False, channels_last=True, compile=True),
+        "compile": lambda: Runner("ldm-lite compile", copy_of_ours(), peer=False, compile=True),
+        "compile_channels_last": lambda: Runner("ldm-lite compile channels_last", copy_of_ours(), peer=False,
+                                                channels_last=True, compile=True),
     }
     runners = [Runner(PEER, peer, peer=True, fused=False),
                Runner(PEER_FUSED, copy.deepcopy(peer), peer=True, fused=True)]

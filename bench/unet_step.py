@@ -8,7 +8,7 @@ Both wall-clock time and process CPU time are reported: on a shared machine the 
     python bench/unet_step.py --device cuda --batch 256          # on a GPU (TF32 off: plain fp32 means fp32)
 
 Modes of ldm-lite: fp32 (plain), channels_last, bf16 (autocast, + channels_last), compile
-(torch.compile, + channels_last); all step with AdamW(fused=True), as `LatentDiffusion.configure_optimizers`
+(torch.compile), compile_channels_last; all step with AdamW(fused=True), as `LatentDiffusion.configure_optimizers`
 builds it. The peer runs plain fp32 twice: with torch's default AdamW (as diffusers' training scripts build
 it) and with the same fused AdamW as ldm-lite. Prints seconds per step and the ratios ldm-lite / peer for
 plain fp32 and for the best mode, against each peer."""

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ldm_lite.models.first_stage_cache import FirstStageCache
 from ldm_lite.modules.distributions import DiagonalGaussianDistribution
 from ldm_lite.modules.ema import LitEma
 from ldm_lite.util import instantiate_from_config
@@ -539,6 +540,8 @@ class LatentDiffusion(DDPM):
     (empty caption "", null class `ClassEmbedder.null_index`, or for "adm" the last UNet class), which
     trains the unconditional model used by classifier-free guidance (Ho & Salimans 2022). Image-like
     (concat) conditions are never dropped.
+    `cache_first_stage`: keep each training image's first-stage encoding (`FirstStageCache`), so that the
+    frozen encoder runs once per image instead of once per step; the KL latent is still sampled each step.
 
     Inpainting (`cond_stage_key: masked_image`, concat): the condition is the scaled first-stage latent
     of the masked image concatenated with the mask resized to the latent size and mapped to {-1, 1}
@@ -557,6 +560,7 @@ class LatentDiffusion(DDPM):
         scale_factor: float = 1.0,
         scale_by_std: bool = False,
         cond_drop_prob: float = 0.0,
+        cache_first_stage: bool = False,
         *args: Any,
         **kwargs: Any,
     ):
@@ -585,6 +589,7 @@ class LatentDiffusion(DDPM):
             self.scale_factor = float(scale_factor)
         self.instantiate_first_stage(first_stage_config)
         self.instantiate_cond_stage(cond_stage_config)
+        self.first_stage_cache = FirstStageCache() if cache_first_stage else None
         from ldm_lite.models.autoencoder import IdentityFirstStage
 
         self.clip_denoised = isinstance(self.first_stage_model, IdentityFirstStage)  # latents are not in [-1, 1]
@@ -747,7 +752,11 @@ class LatentDiffusion(DDPM):
         if bs is not None:
             x = x[:bs]
             batch = {key: value[:bs] for key, value in batch.items()}
-        z = self.get_first_stage_encoding(self.encode_first_stage(x)).detach()
+        if self.first_stage_cache is not None:
+            posterior = self.first_stage_cache.encode(self.encode_first_stage, x)
+        else:
+            posterior = self.encode_first_stage(x)
+        z = self.get_first_stage_encoding(posterior).detach()
         c, xc = self._condition_from_batch(batch, x, cond_key or self.cond_stage_key, force_c_encode)
         out = [z, c]
         if return_first_stage_outputs:

@@ -13,13 +13,13 @@ import time
 import warnings
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from ldm_lite.util import instantiate_from_config
 
 
-def build(config, cache: bool):
+def build(config: DictConfig, cache: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     config = OmegaConf.merge(config, {"model": {"params": {"cache_first_stage": cache}}})
     torch.manual_seed(0)
     model = instantiate_from_config(config.model)
@@ -30,7 +30,7 @@ def build(config, cache: bool):
     return model, optimizer
 
 
-def step(model, optimizer, batch) -> None:
+def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict) -> None:
     loss = model.training_step(batch, 0, 0)
     loss = loss[0] if isinstance(loss, tuple) else loss
     optimizer.zero_grad(set_to_none=True)

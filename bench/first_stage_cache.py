@@ -24,15 +24,11 @@ def build(config: DictConfig, cache: bool) -> tuple[torch.nn.Module, torch.optim
     torch.manual_seed(0)
     model = instantiate_from_config(config.model)
     model.learning_rate = 1e-4
-    optimizer = model.configure_optimizers()
-    while isinstance(optimizer, (list, tuple)):
-        optimizer = optimizer[0]
-    return model, optimizer
+    return model, model.configure_optimizers()[0]
 
 
 def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict) -> None:
-    loss = model.training_step(batch, 0, 0)
-    loss = loss[0] if isinstance(loss, tuple) else loss
+    loss, _ = model.training_step(batch, 0, 0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -36,8 +36,7 @@ class FirstStageCache:
             self.entries.clear()
         new_keys = [key for key in dict.fromkeys(keys) if key not in self.entries]
         if new_keys:
-            first_index = {key: index for index, key in reversed(list(enumerate(keys)))}
-            encoded = encoder(images[[first_index[key] for key in new_keys]])
+            encoded = encoder(images[[keys.index(key) for key in new_keys]])
             self.returns_posterior = isinstance(encoded, DiagonalGaussianDistribution)
             values = encoded.parameters if self.returns_posterior else encoded
             self.entries.update(zip(new_keys, values.detach().cpu()))

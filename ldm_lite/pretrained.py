@@ -53,6 +53,7 @@ def inference_config(config: DictConfig, first_stage_weights: str | None = None)
         params["use_ema"] = False  # the exported weights are the EMA weights
     if "lossconfig" in params:
         params["lossconfig"] = {"target": "torch.nn.Identity"}  # training losses are not exported
+    params.pop("train_decoder_only", None)  # a training option: the exported file holds the whole autoencoder
     if first_stage_weights is not None:
         params["first_stage_config"].setdefault("params", {})["ckpt_path"] = first_stage_weights
     return OmegaConf.create({"model": model})

@@ -23,6 +23,9 @@ declare -A CONFIG=(
   [text-shapes-emoji]=configs/latent-diffusion/lite_text_shapes_emoji.yaml
   [mnist-class]=configs/latent-diffusion/lite_mnist_class.yaml
 )
+declare -A DECODER_FINETUNE=(  # a second run that fine-tunes the exported model's decoder alone
+  [kl-f4-shapes-emoji32]=configs/autoencoder/lite_kl_f4_shapes_emoji32_decoder.yaml
+)
 declare -A FIRST_STAGE=(  # the LDMs' frozen first stage (mnist-class diffuses pixels)
   [emoji-uncond]=kl-f4-emoji32 [inpainting-emoji]=kl-f4-emoji32 [text-shapes-emoji]=kl-f4-shapes-emoji32
 )
@@ -41,6 +44,12 @@ train() {  # name -> trains, then exports
     extra=(--first_stage "models/first_stage_models/${FIRST_STAGE[$name]}/model.safetensors")
   fi
   "$PYTHON" scripts/export_model.py "$run" "$EXPORT/$kind/$name" --half "${extra[@]}"
+  if [[ -n "${DECODER_FINETUNE[$name]:-}" ]]; then
+    "$PYTHON" main.py --base "${DECODER_FINETUNE[$name]}" -t -n "$name-decoder" -l "$LOGDIR" \
+      "model.params.ckpt_path=$EXPORT/$kind/$name/model.safetensors" > "$LOGDIR/$name-decoder.log" 2>&1
+    run=$(ls -d "$LOGDIR"/*_"$name-decoder" | tail -n 1)
+    "$PYTHON" scripts/export_model.py "$run" "$EXPORT/$kind/$name" --half
+  fi
   echo "$name: trained in $run, exported to $EXPORT/$kind/$name"
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from omegaconf import OmegaConf
 import torch
 
 from ldm_lite.metrics import psnr, ssim
@@ -322,3 +323,31 @@ def test_ckpt_path_loads_weights_and_ignores_loss_keys(tmp_path) -> None:
     save_file({"encoder.conv_in.weight": trained.encoder.conv_in.weight.contiguous()}, str(path))
     with pytest.raises(ValueError, match="lacks"):
         AutoencoderKL(ckpt_path=str(path), **params)
+
+
+def test_train_decoder_only_keeps_the_latent_space(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    from ldm_lite.pretrained import inference_config
+
+    trained = tiny_kl()
+    path = tmp_path / "model.safetensors"
+    save_file({key: value.contiguous() for key, value in trained.state_dict().items()}, str(path))
+    model = AutoencoderKL(ddconfig(3, True), kl_loss(), embed_dim=4, ckpt_path=str(path), train_decoder_only=True)
+    model.learning_rate = 1e-2
+    optimizer = model.configure_optimizers()[0]
+    assert {id(p) for p in model.autoencoder_parameters()} == {id(p) for p in (*model.decoder.parameters(), *model.post_quant_conv.parameters())}
+    loss, _ = model.training_step(batch(2), 0, global_step=0)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert all(p.grad is None for p in (*model.encoder.parameters(), *model.quant_conv.parameters()))
+    for name in ("encoder.conv_in.weight", "quant_conv.weight"):
+        assert torch.equal(model.state_dict()[name], trained.state_dict()[name])
+    assert not torch.equal(model.decoder.conv_out.weight, trained.decoder.conv_out.weight)
+    with pytest.raises(ValueError, match="needs ckpt_path"):
+        AutoencoderKL(ddconfig(3, True), kl_loss(), embed_dim=4, train_decoder_only=True)
+    config = OmegaConf.create({"model": {"target": "ldm_lite.models.autoencoder.AutoencoderKL", "params": {
+        "ckpt_path": str(path), "train_decoder_only": True, "embed_dim": 4, "ddconfig": ddconfig(3, True),
+        "lossconfig": kl_loss()}}})
+    assert "train_decoder_only" not in inference_config(config).model.params  # the export loads on its own

@@ -117,7 +117,8 @@ class AutoencoderKL(_FirstStage):
     def __init__(self, ddconfig: Mapping[str, Any], lossconfig: Mapping[str, Any], embed_dim: int,
                  ckpt_path: str | None = None, ignore_keys: Sequence[str] = (), image_key: str = "image",
                  colorize_nlabels: int | None = None, monitor: str | None = None, learn_logvar: bool = False,
-                 ema_decay: float | None = None, adam_betas: Sequence[float] = (0.5, 0.9)) -> None:
+                 ema_decay: float | None = None, adam_betas: Sequence[float] = (0.5, 0.9),
+                 train_decoder_only: bool = False) -> None:
         super().__init__(ddconfig, lossconfig, embed_dim, image_key, colorize_nlabels, monitor, adam_betas)
         if ema_decay is not None:
             raise ValueError("ema_decay is not supported for the first stage: set it to null")
@@ -128,6 +129,13 @@ class AutoencoderKL(_FirstStage):
         self.post_quant_conv = nn.Conv2d(embed_dim, ddconfig["z_channels"], kernel_size=1)
         if ckpt_path is not None:
             self.init_from_ckpt(ckpt_path, ignore_keys)
+        if train_decoder_only:
+            # Fine-tune D alone on a trained E (as Stable Diffusion's "ft-MSE" VAE decoders): the latent
+            # space, and so every LDM trained on it, stays valid while the reconstructions improve.
+            if ckpt_path is None:
+                raise ValueError("train_decoder_only needs ckpt_path: the trained autoencoder whose decoder to fine-tune")
+            for module in (self.encoder, self.quant_conv):
+                module.requires_grad_(False)
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussianDistribution:
         """x (B, 3, H, W) -> the posterior q(z|x) over z (B, embed_dim, H/f, W/f)."""
@@ -143,7 +151,7 @@ class AutoencoderKL(_FirstStage):
         return self.decode(z), posterior
 
     def autoencoder_parameters(self) -> list[nn.Parameter]:
-        parameters = super().autoencoder_parameters()
+        parameters = [p for p in super().autoencoder_parameters() if p.requires_grad]
         return parameters + [self.loss.logvar] if self.learn_logvar and hasattr(self.loss, "logvar") else parameters
 
     def training_step(self, batch: Mapping[str, Any], optimizer_index: int, global_step: int

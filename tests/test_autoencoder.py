@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from omegaconf import OmegaConf
 import torch
+from omegaconf import OmegaConf
 
 from ldm_lite.metrics import psnr, ssim
 from ldm_lite.models.autoencoder import AutoencoderKL, IdentityFirstStage, VQModel, VQModelInterface
@@ -336,7 +336,8 @@ def test_train_decoder_only_keeps_the_latent_space(tmp_path) -> None:
     model = AutoencoderKL(ddconfig(3, True), kl_loss(), embed_dim=4, ckpt_path=str(path), train_decoder_only=True)
     model.learning_rate = 1e-2
     optimizer = model.configure_optimizers()[0]
-    assert {id(p) for p in model.autoencoder_parameters()} == {id(p) for p in (*model.decoder.parameters(), *model.post_quant_conv.parameters())}
+    decoder_side = [*model.decoder.parameters(), *model.post_quant_conv.parameters()]
+    assert {id(p) for p in model.autoencoder_parameters()} == {id(p) for p in decoder_side}
     loss, _ = model.training_step(batch(2), 0, global_step=0)
     optimizer.zero_grad()
     loss.backward()

@@ -112,7 +112,10 @@ class _FirstStage(nn.Module):
 
 
 class AutoencoderKL(_FirstStage):
-    """KL-regularized autoencoder: z ~ q(z|x) = N(mu(x), sigma(x)^2) with `embed_dim` channels."""
+    """KL-regularized autoencoder: z ~ q(z|x) = N(mu(x), sigma(x)^2) with `embed_dim` channels.
+
+    `train_decoder_only` (with `ckpt_path`): E and `quant_conv` are frozen and only D learns, so the
+    latent space of the loaded model, and every LDM trained on it, stays valid."""
 
     def __init__(self, ddconfig: Mapping[str, Any], lossconfig: Mapping[str, Any], embed_dim: int,
                  ckpt_path: str | None = None, ignore_keys: Sequence[str] = (), image_key: str = "image",
@@ -130,8 +133,7 @@ class AutoencoderKL(_FirstStage):
         if ckpt_path is not None:
             self.init_from_ckpt(ckpt_path, ignore_keys)
         if train_decoder_only:
-            # Fine-tune D alone on a trained E (as Stable Diffusion's "ft-MSE" VAE decoders): the latent
-            # space, and so every LDM trained on it, stays valid while the reconstructions improve.
+            # D fine-tuned alone on a trained E, as Stable Diffusion's "ft-MSE" VAE decoders.
             if ckpt_path is None:
                 raise ValueError("train_decoder_only needs ckpt_path: the trained autoencoder whose decoder to fine-tune")
             for module in (self.encoder, self.quant_conv):

@@ -1,6 +1,6 @@
 """Reconstruction quality of first-stage model folders, per dataset, and the shapes judge's ceiling.
 
-For each folder: PSNR and SSIM of D(E(x)) (posterior mean) on the validation splits of shapes (156
+For each folder: PSNR and SSIM of D(E(x)) (KL: posterior mean; VQ: quantized) on the validation splits of shapes (156
 configurations), emoji and MNIST digits (the first 156 of each), and the shapes judge's colour + shape
 score on the reconstructions of 400 held-out shapes images (seed 1, as `conditioning_accuracy.py
 shapes --reconstructions`): no LDM on that first stage can score higher than this ceiling.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 
 from ldm_lite.checkpoint import load_model_folder
@@ -19,20 +20,21 @@ from ldm_lite.data.emoji import EmojiDataset
 from ldm_lite.data.mnist import MNISTDataset
 from ldm_lite.data.shapes import ShapesDataset, attribute_matches
 from ldm_lite.metrics import psnr, ssim
+from ldm_lite.models.autoencoder import VQModel
+from ldm_lite.models.diffusion import nchw
 
 
 def images_of(dataset, count: int) -> torch.Tensor:
-    """The first `count` images of `dataset` as NCHW RGB in [-1, 1]."""
-    images = torch.stack([torch.as_tensor(dataset[index]["image"]) for index in range(min(count, len(dataset)))])
-    images = images.permute(0, 3, 1, 2).float()
-    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+    """The first `count` images of `dataset` as NCHW in [-1, 1]."""
+    return nchw(np.stack([dataset[index]["image"] for index in range(min(count, len(dataset)))]))
 
 
 @torch.no_grad()
 def reconstruct(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    posterior = model.encode(images)
-    latent = posterior.mode() if hasattr(posterior, "mode") else posterior
-    return model.decode(latent).clamp(-1, 1)
+    """D(E(x)): through the quantizer for a VQ model, from the posterior mean for a KL model."""
+    if isinstance(model, VQModel):
+        return model.reconstruct(images)[0].clamp(-1, 1)
+    return model.decode(model.encode(images).mode()).clamp(-1, 1)
 
 
 def main() -> None:

@@ -77,7 +77,8 @@ class _FirstStage(nn.Module):
         return self.decoder.conv_out.weight
 
     def autoencoder_parameters(self) -> list[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if not name.startswith("loss.")]
+        """What the autoencoder's optimizer trains: every parameter outside the loss that is not frozen."""
+        return [p for name, p in self.named_parameters() if not name.startswith("loss.") and p.requires_grad]
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam for the autoencoder (betas `adam_betas`; the original's 0.5, 0.9 suit GAN training), and Adam
@@ -153,7 +154,7 @@ class AutoencoderKL(_FirstStage):
         return self.decode(z), posterior
 
     def autoencoder_parameters(self) -> list[nn.Parameter]:
-        parameters = [p for p in super().autoencoder_parameters() if p.requires_grad]
+        parameters = super().autoencoder_parameters()
         return parameters + [self.loss.logvar] if self.learn_logvar and hasattr(self.loss, "logvar") else parameters
 
     def training_step(self, batch: Mapping[str, Any], optimizer_index: int, global_step: int

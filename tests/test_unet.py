@@ -72,6 +72,19 @@ def test_class_labels_required_iff_num_classes() -> None:
         tiny_unet(num_classes=3)(torch.randn(1, 4, 8, 8), torch.tensor([1]))
 
 
+@pytest.mark.parametrize("transformer", [False, True])
+def test_norm_num_groups_reaches_every_norm_and_keeps_the_layout(transformer: bool) -> None:
+    kwargs = dict(use_spatial_transformer=True, context_dim=24) if transformer else {}
+    default, narrow = tiny_unet(**kwargs, n_embed=5), tiny_unet(**kwargs, n_embed=5, norm_num_groups=8)
+    group_counts = {module.num_groups for module in narrow.modules() if isinstance(module, torch.nn.GroupNorm)}
+    assert group_counts == {8}
+    assert {k: v.shape for k, v in default.state_dict().items()} == {k: v.shape for k, v in narrow.state_dict().items()}
+    context = {"context": torch.randn(2, 5, 24)} if transformer else {}
+    assert narrow(torch.randn(2, 4, 8, 8), torch.tensor([0, 999]), **context).shape == (2, 5, 8, 8)  # codebook logits
+    with pytest.raises(ValueError, match="norm_num_groups 12 does not divide"):
+        tiny_unet(norm_num_groups=12)
+
+
 def test_output_and_residual_branches_start_at_zero() -> None:
     unet = tiny_unet(use_spatial_transformer=True, context_dim=8)
     assert torch.all(unet.out[-1].weight == 0) and torch.all(unet.out[-1].bias == 0)

@@ -124,10 +124,11 @@ class SpatialTransformer(ContextBlock):
         dropout: float = 0.0,
         context_dim: int | None = None,
         use_checkpoint: bool = False,
+        norm_groups: int = 32,
     ):
         super().__init__()
         inner_dim = n_heads * d_head
-        self.norm = nn.GroupNorm(32, in_channels, eps=1e-6)
+        self.norm = nn.GroupNorm(norm_groups, in_channels, eps=1e-6)
         self.proj_in = nn.Conv2d(in_channels, inner_dim, kernel_size=1)
         self.transformer_blocks = nn.ModuleList(
             BasicTransformerBlock(inner_dim, n_heads, d_head, dropout=dropout, context_dim=context_dim, use_checkpoint=use_checkpoint)
@@ -158,6 +159,7 @@ class AttentionBlock(nn.Module):
         num_head_channels: int = -1,
         use_checkpoint: bool = False,
         use_new_attention_order: bool = False,
+        norm_groups: int = 32,
     ):
         super().__init__()
         if num_head_channels == -1:
@@ -168,7 +170,7 @@ class AttentionBlock(nn.Module):
             self.num_heads = channels // num_head_channels
         self.use_checkpoint = use_checkpoint
         self.use_new_attention_order = use_new_attention_order
-        self.norm = normalization(channels)
+        self.norm = normalization(channels, norm_groups)
         self.qkv = conv_nd(1, channels, channels * 3, 1)
         self.proj_out = zero_module(conv_nd(1, channels, channels, 1))
 

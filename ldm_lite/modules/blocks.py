@@ -39,9 +39,9 @@ class GroupNorm32(nn.GroupNorm):
         return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
 
 
-def normalization(channels: int) -> nn.GroupNorm:
-    """The UNet's normalisation layer: 32 groups (Wu & He 2018)."""
-    return GroupNorm32(32, channels)
+def normalization(channels: int, num_groups: int = 32) -> nn.GroupNorm:
+    """The UNet's normalisation layer: GroupNorm (Wu & He 2018), 32 groups in the original."""
+    return GroupNorm32(num_groups, channels)
 
 
 def conv_nd(dims: int, *args, **kwargs) -> nn.Module:
@@ -165,6 +165,7 @@ class ResBlock(TimestepBlock):
         use_checkpoint: bool = False,
         up: bool = False,
         down: bool = False,
+        norm_groups: int = 32,
     ):
         super().__init__()
         self.channels = channels
@@ -172,7 +173,7 @@ class ResBlock(TimestepBlock):
         self.use_scale_shift_norm = use_scale_shift_norm
         self.use_checkpoint = use_checkpoint
         self.in_layers = nn.Sequential(
-            normalization(channels), nn.SiLU(), conv_nd(dims, channels, self.out_channels, 3, padding=1)
+            normalization(channels, norm_groups), nn.SiLU(), conv_nd(dims, channels, self.out_channels, 3, padding=1)
         )
         self.updown = up or down
         if up:
@@ -185,7 +186,7 @@ class ResBlock(TimestepBlock):
             nn.SiLU(), nn.Linear(emb_channels, 2 * self.out_channels if use_scale_shift_norm else self.out_channels)
         )
         self.out_layers = nn.Sequential(
-            normalization(self.out_channels),
+            normalization(self.out_channels, norm_groups),
             nn.SiLU(),
             nn.Dropout(p=dropout),
             zero_module(conv_nd(dims, self.out_channels, self.out_channels, 3, padding=1)),

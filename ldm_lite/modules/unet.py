@@ -31,7 +31,9 @@ class UNetModel(nn.Module):
     """UNet with timestep embedding, optional class and cross-attention conditioning.
 
     Constructor parameters and module names are those of the original `openaimodel.UNetModel`, so an
-    original config builds the same state-dict layout. `use_fp16` is accepted and ignored (use autocast)."""
+    original config builds the same state-dict layout. `use_fp16` is accepted and ignored (use autocast).
+    `norm_num_groups` (not in the original, which uses 32) sets the GroupNorm groups of every block: a
+    narrow UNet needs fewer, as 32 groups of a 32-channel level normalise each channel alone."""
 
     def __init__(
         self,
@@ -59,12 +61,16 @@ class UNetModel(nn.Module):
         context_dim: int | None = None,
         n_embed: int | None = None,
         legacy: bool = True,
+        norm_num_groups: int = 32,
     ):
         super().__init__()
         if use_spatial_transformer and context_dim is None:
             raise ValueError("use_spatial_transformer=True needs context_dim (the width of the conditioning tokens)")
         if num_heads == -1 and num_head_channels == -1:
             raise ValueError("set either num_heads or num_head_channels")
+        if any(model_channels * mult % norm_num_groups for mult in channel_mult):
+            raise ValueError(f"norm_num_groups {norm_num_groups} does not divide the channels of every level "
+                             f"({[model_channels * mult for mult in channel_mult]}): choose a common divisor")
         if num_heads_upsample == -1:
             num_heads_upsample = num_heads
         self.image_size = image_size
@@ -89,13 +95,13 @@ class UNetModel(nn.Module):
                 dim_head = channels // heads if use_spatial_transformer else num_head_channels
             if use_spatial_transformer:
                 return SpatialTransformer(channels, heads, dim_head, depth=transformer_depth, dropout=dropout,
-                                          context_dim=context_dim, use_checkpoint=use_checkpoint)
+                                          context_dim=context_dim, use_checkpoint=use_checkpoint, norm_groups=norm_num_groups)
             return AttentionBlock(channels, num_heads=heads, num_head_channels=dim_head, use_checkpoint=use_checkpoint,
-                                  use_new_attention_order=use_new_attention_order)
+                                  use_new_attention_order=use_new_attention_order, norm_groups=norm_num_groups)
 
         def res_block(channels: int, out: int, **kwargs) -> ResBlock:
             return ResBlock(channels, time_embed_dim, dropout, out_channels=out, dims=dims, use_checkpoint=use_checkpoint,
-                            use_scale_shift_norm=use_scale_shift_norm, **kwargs)
+                            use_scale_shift_norm=use_scale_shift_norm, norm_groups=norm_num_groups, **kwargs)
 
         time_embed_dim = model_channels * 4
         self.time_embed = nn.Sequential(
@@ -142,10 +148,11 @@ class UNetModel(nn.Module):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
         self.out = nn.Sequential(
-            normalization(channels), nn.SiLU(), zero_module(conv_nd(dims, model_channels, out_channels, 3, padding=1))
+            normalization(channels, norm_num_groups), nn.SiLU(), zero_module(conv_nd(dims, model_channels, out_channels, 3, padding=1))
         )
         if self.predict_codebook_ids:
-            self.id_predictor = nn.Sequential(normalization(channels), conv_nd(dims, model_channels, n_embed, 1))
+            self.id_predictor = nn.Sequential(normalization(channels, norm_num_groups),
+                                              conv_nd(dims, model_channels, n_embed, 1))
 
     def forward(
         self,

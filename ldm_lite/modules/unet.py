@@ -95,7 +95,8 @@ class UNetModel(nn.Module):
                 dim_head = channels // heads if use_spatial_transformer else num_head_channels
             if use_spatial_transformer:
                 return SpatialTransformer(channels, heads, dim_head, depth=transformer_depth, dropout=dropout,
-                                          context_dim=context_dim, use_checkpoint=use_checkpoint, norm_groups=norm_num_groups)
+                                          context_dim=context_dim, use_checkpoint=use_checkpoint,
+                                          norm_groups=norm_num_groups)
             return AttentionBlock(channels, num_heads=heads, num_head_channels=dim_head, use_checkpoint=use_checkpoint,
                                   use_new_attention_order=use_new_attention_order, norm_groups=norm_num_groups)
 
@@ -148,7 +149,8 @@ class UNetModel(nn.Module):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
         self.out = nn.Sequential(
-            normalization(channels, norm_num_groups), nn.SiLU(), zero_module(conv_nd(dims, model_channels, out_channels, 3, padding=1))
+            normalization(channels, norm_num_groups), nn.SiLU(),
+            zero_module(conv_nd(dims, model_channels, out_channels, 3, padding=1)),
         )
         if self.predict_codebook_ids:
             self.id_predictor = nn.Sequential(normalization(channels, norm_num_groups),

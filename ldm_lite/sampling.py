@@ -9,6 +9,7 @@ saying what is wrong and how to fix it."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ldm_lite.checkpoint import (CheckpointError, atomic_write, first_stage_prefixes, load_state_dict_file,
                                  load_training_checkpoint, load_weights)
+from ldm_lite.data.transforms import pil_to_rgb_array
 from ldm_lite.samplers import SAMPLERS, make_sampler
 from ldm_lite.samplers.inpainting import composite
 from ldm_lite.samplers.schedule import check_steps
@@ -293,28 +295,42 @@ def find_inpainting_pairs(indir: str | Path) -> tuple[list[tuple[Path, Path]], l
     return [(pictures[stem], masks[stem]) for stem in sorted(pictures)], skipped
 
 
-def _open_image(path: Path, mode: str) -> Image.Image:
+def _open_image(path: Path, background: tuple[int, int, int]) -> np.ndarray:
+    """Any image file as uint8 RGB (transparency composited on `background`, 16-bit scaled)."""
     try:
         with Image.open(path) as image:
-            return image.convert(mode)
-    except (UnidentifiedImageError, OSError) as error:
+            return pil_to_rgb_array(image, background)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise SamplingError(f"cannot read image '{path}' ({error}): replace it with a valid PNG") from None
 
 
-def load_inpainting_pair(image_path: str | Path, mask_path: str | Path,
-                         factor: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """image (1, 3, H, W) in [-1, 1] and mask (1, 1, H, W) in {0, 1} (1 = fill: mask pixel >= 128)."""
+def working_size(model: torch.nn.Module) -> tuple[int, int]:
+    """(height, width) in pixels of the images the model was trained on (latent size x f)."""
+    size = model.image_size
+    latent_height, latent_width = (size, size) if isinstance(size, int) else tuple(size)
+    factor = downsampling_factor(model)
+    return latent_height * factor, latent_width * factor
+
+
+def load_inpainting_pair(image_path: str | Path, mask_path: str | Path, factor: int = 1,
+                         working: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """image (1, 3, H, W) in [-1, 1] and mask (1, 1, H, W) in {0, 1} (1 = fill: mask pixel >= 128).
+    Any Pillow mode is read (16-bit greyscale scaled, transparency on white for the image and on
+    black, i.e. keep, for the mask). H and W must be multiples of `factor`, unless the image is
+    larger than `working` (height, width), the size `inpaint_any_size` then brings it to."""
     image_path, mask_path = Path(image_path), Path(mask_path)
-    image, mask = _open_image(image_path, "RGB"), _open_image(mask_path, "L")
-    if image.size != mask.size:
-        raise SamplingError(f"mask '{mask_path}' is {mask.size[0]}x{mask.size[1]} but image '{image_path}' is "
-                            f"{image.size[0]}x{image.size[1]}: make the mask the size of its image")
-    width, height = image.size
-    if width % factor or height % factor:
+    image, mask = _open_image(image_path, (255, 255, 255)), _open_image(mask_path, (0, 0, 0))
+    (height, width), (mask_height, mask_width) = image.shape[:2], mask.shape[:2]
+    if (height, width) != (mask_height, mask_width):
+        raise SamplingError(f"mask '{mask_path}' is {mask_width}x{mask_height} but image '{image_path}' is "
+                            f"{width}x{height}: make the mask the size of its image")
+    larger = working is not None and (height > working[0] or width > working[1])
+    if (width % factor or height % factor) and not larger:
         raise SamplingError(f"image '{image_path}' is {width}x{height}, not a multiple of the model's downsampling "
                             f"factor {factor}: crop or resize it to e.g. {width - width % factor}x{height - height % factor}")
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-    fill = torch.from_numpy((np.asarray(mask, dtype=np.float32) >= 127.5).astype(np.float32))[None, None]
+    grey = np.asarray(Image.fromarray(mask).convert("L"), dtype=np.float32)
+    pixels = torch.from_numpy(image.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    fill = torch.from_numpy((grey >= 127.5).astype(np.float32))[None, None]
     return pixels, fill
 
 
@@ -365,12 +381,53 @@ def inpaint(model: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, sam
     return composite(decode_latents(model, latents), image, mask)
 
 
+def shrink_to_working_size(model: torch.nn.Module, image: torch.Tensor,
+                           mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """An image (N, 3, H, W) larger than the model's working size, brought inside it (aspect ratio
+    kept, sides multiples of f): the image area-averaged, the mask max-pooled so that every pixel
+    of the hole stays in the hole. None when it already fits."""
+    (height, width), (working_height, working_width) = image.shape[-2:], working_size(model)
+    if height <= working_height and width <= working_width:
+        return None
+    factor = downsampling_factor(model)
+    scale = min(working_height / height, working_width / width)
+    size = tuple(max(factor, int(side * scale) // factor * factor) for side in (height, width))
+    return F.adaptive_avg_pool2d(image, size), F.adaptive_max_pool2d(mask, size)
+
+
+def inpaint_any_size(model: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor,
+                     **options: Any) -> torch.Tensor:
+    """`inpaint` (same `options`) for an image of any size. One larger than the model's working size
+    is inpainted at that size (`shrink_to_working_size`: memory stays that of the working size) and
+    the fill is upsampled into the full-size image, whose known pixels are kept exactly."""
+    shrunk = shrink_to_working_size(model, image, mask)
+    if shrunk is None:
+        return inpaint(model, image, mask, **options)
+    result = inpaint(model, *shrunk, **options)
+    fill = F.interpolate(result, size=tuple(image.shape[-2:]), mode="bicubic", align_corners=False).clamp(-1, 1)
+    return composite(fill, image.to(fill.device), mask.to(fill.device))
+
+
 # ----------------------------------------------------------------------------- writing
 
 def save_png(image: torch.Tensor, path: str | Path) -> Path:
     """Write one CHW image in [-1, 1] as PNG, atomically (a temporary file renamed into place)."""
     picture = tensor_to_pil(image)
     return atomic_write(path, lambda temporary: picture.save(temporary, format="PNG"))
+
+
+def check_writable_folder(folder: str | Path, option: str) -> None:
+    """Fail before sampling, not after, when `folder` (created later if missing) cannot be written:
+    it or an ancestor is a file, or the nearest existing ancestor is read-only."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SamplingError(f"{option} '{folder}' cannot be created: '{existing}' is a file; choose another folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SamplingError(f"{option} '{folder}' is not writable (no write permission on '{existing}'): "
+                            "choose another folder")
 
 
 def filename_from_prompt(prompt: str, max_length: int = 100) -> str:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Sequence
 
 import ipywidgets as widgets
-import numpy as np
 import torch
 from PIL import Image
 
-from ldm_lite.sampling import SAMPLERS, decode_latents, inpaint, is_caption_model, sample_images
+from ldm_lite.data.transforms import pil_to_rgb_array
+from ldm_lite.sampling import SAMPLERS, decode_latents, inpaint_any_size, is_caption_model, sample_images
 from ldm_lite.util import images_to_grid
 
 PREVIEW_SIZE = 256
@@ -149,8 +149,8 @@ class InpaintWidget:
 
     def image_and_mask(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The chosen image (1, 3, H, W) in [-1, 1] and the box mask (1, 1, H, W), 1 = fill."""
-        image = Image.open(self.image_paths[self.choice.value]).convert("RGB")
-        pixels = torch.from_numpy(np.asarray(image).copy()).float()
+        with Image.open(self.image_paths[self.choice.value]) as image:
+            pixels = torch.from_numpy(pil_to_rgb_array(image).copy()).float()
         image_tensor = (pixels / 127.5 - 1).permute(2, 0, 1)[None]
         height, width = image_tensor.shape[-2:]
         mask = torch.zeros(1, 1, height, width)
@@ -166,7 +166,8 @@ class InpaintWidget:
         image, mask = self.image_and_mask()
         self.status.value = "inpainting ..."
         try:
-            self.result = inpaint(self.model, image, mask, steps=self.steps.value, eta=1.0, seed=self.seed.value)
+            self.result = inpaint_any_size(self.model, image, mask, steps=self.steps.value, eta=1.0,
+                                           seed=self.seed.value)
             self.result_view.value = png_bytes(self.result, size=PREVIEW_SIZE)
             self.status.value = "done"
         except ValueError as error:

@@ -13,9 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ldm_lite.sampling import (SamplingError, check_sampling_options, command_line_errors, default_model_folder,
-                               downsampling_factor, find_inpainting_pairs, inpaint, is_inpainting_model,
-                               load_for_sampling, load_inpainting_pair, save_png)
+from ldm_lite.sampling import (SamplingError, check_sampling_options, check_writable_folder, command_line_errors,
+                               default_model_folder, downsampling_factor, find_inpainting_pairs, inpaint_any_size,
+                               is_inpainting_model, load_for_sampling, load_inpainting_pair, save_png,
+                               shrink_to_working_size, working_size)
 
 DEFAULT_MODEL = "inpainting-emoji"
 
@@ -60,16 +61,25 @@ def main(args: argparse.Namespace) -> None:
     if args.resample_steps < 1 or (args.resample_steps > 1 and (trained_for_it or args.sampler not in ("ddim", "ddpm"))):
         raise SamplingError(f"--resample_steps {args.resample_steps}: must be >= 1, and > 1 only for latent "
                             "blending (a model not trained for inpainting) with --sampler ddim or ddpm")
-    factor = downsampling_factor(model)
-    inputs = [load_inpainting_pair(image_path, mask_path, factor) for image_path, mask_path in pairs]  # validate all first
+    factor, working = downsampling_factor(model), working_size(model)
+    for image_path, mask_path in pairs:  # validate all before sampling any (not kept: images can be large)
+        load_inpainting_pair(image_path, mask_path, factor, working)
+    check_writable_folder(args.outdir, "--outdir")
     # The original's inpainting model saw the fill region as -1 (black); this project's datasets use 0.
     masked_fill = -1.0 if loaded.original else 0.0
     method = "trained inpainting model" if trained_for_it else "latent blending"
     outdir = Path(args.outdir)
-    for index, ((image_path, _), (image, mask)) in enumerate(zip(pairs, inputs)):
-        result = inpaint(model, image, mask, args.sampler, args.steps, args.eta, args.seed + index,
-                         args.resample_steps, [args.prompt] if args.prompt else None, args.scale, masked_fill,
-                         verbose=args.verbose)
+    for index, (image_path, mask_path) in enumerate(pairs):
+        image, mask = load_inpainting_pair(image_path, mask_path, factor, working)
+        shrunk = shrink_to_working_size(model, image, mask)
+        if shrunk is not None:
+            print(f"inpaint: '{image_path}' is {image.shape[-1]}x{image.shape[-2]}, larger than the model's working "
+                  f"size {working[1]}x{working[0]}: inpainting it at {shrunk[0].shape[-1]}x{shrunk[0].shape[-2]} "
+                  "and pasting the fill back at full size", file=sys.stderr)
+        result = inpaint_any_size(model, image, mask, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                                  seed=args.seed + index, resample_steps=args.resample_steps,
+                                  prompts=[args.prompt] if args.prompt else None, guidance_scale=args.scale,
+                                  masked_fill=masked_fill, verbose=args.verbose)
         path = save_png(result[0], outdir / f"{image_path.stem}.png")
         print(f"inpaint ({method}): {image_path} -> {path}")
 

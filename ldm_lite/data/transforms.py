@@ -55,9 +55,30 @@ def to_uint8_image(image: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.clip((np.asarray(image) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
 
+def _grey_to_uint8(image: Image.Image) -> np.ndarray:
+    """A one-band image of more than 8 bits (mode I;16*, I or F) -> uint8 HW, scaled, not clipped.
+
+    I;16 (16-bit PNG and TIFF) spans 0..65535. I (32-bit integers) and F (floats) carry no fixed
+    range, so it is read from the values: F within [0, 1] is a fraction, values within 0..255 are
+    8-bit levels, within 0..65535 16-bit levels, anything else is stretched from its min to its max."""
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode.startswith("I;16") or (low >= 0 and 255 < high <= 65535):
+        values = values * (255 / 65535)
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        values = values * 255
+    elif low < 0 or high > 255:
+        values = (values - low) * (255 / (high - low))
+    return np.clip(np.round(values), 0, 255).astype(np.uint8)
+
+
 def pil_to_rgb_array(image: Image.Image, background: Sequence[int] = (255, 255, 255)) -> np.ndarray:
-    """Any PIL image -> uint8 RGB HWC array; transparency is composited on `background`."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    """Any PIL image (modes 1, L, LA, P, PA, RGB, RGBA, I;16, I, F, CMYK, YCbCr, ...) -> uint8 RGB
+    HWC array. Transparency (an alpha band or a transparent colour) is composited on `background`;
+    16-bit and float greyscale is scaled to 0..255 (see `_grey_to_uint8`), never clipped."""
+    if image.mode.startswith("I") or image.mode == "F":
+        return np.repeat(_grey_to_uint8(image)[..., None], 3, axis=-1)
+    if "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, tuple(background) + (255,))
         image = Image.alpha_composite(canvas, rgba)

@@ -75,3 +75,61 @@ def test_inpaint_widget_reads_a_16_bit_grey_png(tmp_path):
     Image.fromarray(levels.astype(np.uint16) * 257).save(tmp_path / "grey16.png")
     image, _ = InpaintWidget(build("inpainting"), [tmp_path / "grey16.png"], steps=2).image_and_mask()
     assert np.abs((image[0].numpy() + 1) * 127.5 - levels).max() < 0.01
+
+
+# ----------------------------------------------------------------------------- numerics vs the original (item 9)
+
+def unet_with(**overrides) -> torch.nn.Module:
+    from ldm_lite.modules.unet import UNetModel
+
+    params = dict(image_size=8, in_channels=4, model_channels=32, out_channels=4, num_res_blocks=1,
+                  attention_resolutions=[1, 2], channel_mult=[1, 2], num_heads=4, use_spatial_transformer=True,
+                  context_dim=16)
+    params.update(overrides)
+    torch.manual_seed(0)
+    return UNetModel(**params).eval()
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_num_heads_upsample_leaves_the_spatial_transformers_alone(legacy):
+    """The original gives the decoder's SpatialTransformer `num_heads`; `num_heads_upsample` only
+    reaches AttentionBlock. Both layouts (legacy or not) must load and compute as the original."""
+    reference, upsample = unet_with(legacy=legacy), unet_with(legacy=legacy, num_heads_upsample=2)
+    shapes = lambda model: {key: value.shape for key, value in model.state_dict().items()}  # noqa: E731
+    assert shapes(upsample) == shapes(reference)
+    with torch.no_grad():
+        for parameter in reference.parameters():  # no zero-initialised layer: every path counts
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    upsample.load_state_dict(reference.state_dict())
+    x, t, context = torch.randn(2, 4, 8, 8), torch.tensor([3, 700]), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(upsample(x, t, context), reference(x, t, context))
+    decoder_heads = [module.transformer_blocks[0].attn1.heads for module in upsample.output_blocks.modules()
+                     if type(module).__name__ == "SpatialTransformer"]
+    assert decoder_heads and set(decoder_heads) == {4}
+
+
+def test_num_heads_upsample_sets_the_decoder_attention_blocks():
+    unet = unet_with(use_spatial_transformer=False, num_heads_upsample=2, num_head_channels=-1)
+    heads = lambda blocks: {module.num_heads for module in blocks.modules()  # noqa: E731
+                            if type(module).__name__ == "AttentionBlock"}
+    assert heads(unet.input_blocks) == heads(unet.middle_block) == {4} and heads(unet.output_blocks) == {2}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_vector_quantizer_in_every_dtype(dtype):
+    """Distances in float32 whatever the dtypes; z_q, loss and perplexity in the input's dtype."""
+    from ldm_lite.modules.quantize import VectorQuantizer
+
+    torch.manual_seed(0)
+    quantizer = VectorQuantizer(16, 4).eval()
+    quantizer.embedding.weight.data = torch.randn(16, 4)  # well separated codes
+    z = quantizer.embedding.weight[torch.randint(0, 16, (2 * 3 * 3,))].view(2, 3, 3, 4).permute(0, 3, 1, 2)
+    z = (z + 0.01 * torch.randn_like(z)).detach()
+    _, _, (_, _, expected) = quantizer(z)
+    for codebook_dtype in (torch.float32, dtype):  # a float32 codebook (autocast) and one in the input's dtype
+        quantizer.to(codebook_dtype)
+        z_q, loss, (perplexity, _, indices) = quantizer(z.to(dtype))
+        assert z_q.dtype == loss.dtype == perplexity.dtype == dtype
+        assert torch.equal(indices, expected)
+        quantizer.float()

@@ -41,8 +41,9 @@ class VectorQuantizer(nn.Module):
 
     def nearest_indices(self, z_flat: torch.Tensor, codebook: torch.Tensor | None = None) -> torch.Tensor:
         """argmin_k ||z - e_k||^2 = argmin_k (||e_k||^2 - 2 z.e_k) for rows of z_flat (N, e_dim), over the
-        codebook's entries (or the rows of `codebook`)."""
-        codebook = self.embedding.weight if codebook is None else codebook
+        codebook's entries (or the rows of `codebook`); computed in float32 whatever the dtypes."""
+        codebook = (self.embedding.weight if codebook is None else codebook).float()
+        z_flat = z_flat.float()
         # One fused addmm instead of a product, a scaling and a subtraction (about twice as fast on CPU).
         distances = torch.addmm(codebook.pow(2).sum(1)[None, :], z_flat, codebook.t(), alpha=-2.0)
         return distances.argmin(dim=1)
@@ -55,8 +56,8 @@ class VectorQuantizer(nn.Module):
         z = z.permute(0, 2, 3, 1).contiguous()  # B, H, W, C
         z_flat = z.reshape(-1, self.e_dim)
         with torch.no_grad():
-            indices = self.nearest_indices(z_flat.float())
-        z_q = self.embedding(indices).view(z.shape)
+            indices = self.nearest_indices(z_flat)
+        z_q = self.embedding(indices).view(z.shape).to(z.dtype)  # the input's dtype, whatever the codebook's
         codebook_term = F.mse_loss(z_q, z.detach())
         commitment_term = F.mse_loss(z, z_q.detach())
         if self.legacy:

@@ -84,8 +84,12 @@ class UNetModel(nn.Module):
         self.use_checkpoint = use_checkpoint
         self.predict_codebook_ids = n_embed is not None
 
-        def attention_layer(channels: int, heads: int) -> nn.Module:
-            # Heads: either `num_heads` fixed, or as many as fit `num_head_channels` each.
+        def attention_layer(channels: int, attention_block_heads: int) -> nn.Module:
+            # Heads: either `num_heads` fixed, or as many as fit `num_head_channels` each. As in the
+            # original, `num_heads_upsample` reaches only the decoder's AttentionBlock (as
+            # `attention_block_heads`, where it counts with legacy and num_head_channels = -1);
+            # a SpatialTransformer always gets `num_heads`.
+            heads = num_heads
             if num_head_channels == -1:
                 dim_head = channels // num_heads
             else:
@@ -97,8 +101,9 @@ class UNetModel(nn.Module):
                 return SpatialTransformer(channels, heads, dim_head, depth=transformer_depth, dropout=dropout,
                                           context_dim=context_dim, use_checkpoint=use_checkpoint,
                                           norm_groups=norm_num_groups)
-            return AttentionBlock(channels, num_heads=heads, num_head_channels=dim_head, use_checkpoint=use_checkpoint,
-                                  use_new_attention_order=use_new_attention_order, norm_groups=norm_num_groups)
+            return AttentionBlock(channels, num_heads=attention_block_heads, num_head_channels=dim_head,
+                                  use_checkpoint=use_checkpoint, use_new_attention_order=use_new_attention_order,
+                                  norm_groups=norm_num_groups)
 
         def res_block(channels: int, out: int, **kwargs) -> ResBlock:
             return ResBlock(channels, time_embed_dim, dropout, out_channels=out, dims=dims, use_checkpoint=use_checkpoint,

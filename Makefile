@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SMOKE ?= 1
 
-.PHONY: demo test notebooks browser-deps lab clean
+.PHONY: demo test notebooks browser-deps lab clean own-autoencoder own-ldm
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(VENV)
@@ -25,6 +25,38 @@ demo: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/sample_diffusion.py -r models/ldm/mnist-class -l outputs/samples -n 10 --batch_size 10 -c 25 --classes 0 1 2 3 4 5 6 7 8 9 --scale 3
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/sample_diffusion.py -r models/ldm/emoji-uncond -l outputs/samples -n 16 --batch_size 16 -c 25
 	@echo "Images: outputs/txt2img-samples/ (grids <prompt>.png), outputs/inpainting_results/, outputs/samples/"
+
+# Your own images (README "Train on your own images"): a folder of png/jpg/jpeg/webp files, class subfolders
+# and captions optional. Two commands, each trains with main.py and exports the run with scripts/export_model.py:
+#   make own-autoencoder DATA=<folder>                  first stage -> $(MODELS)/first_stage_models/$(NAME)-kl-f4/
+#   make own-ldm DATA=<folder> KIND=uncond|class|text   LDM on it   -> $(MODELS)/ldm/$(NAME)-$(KIND)/
+# SIZE: image side (64); BATCH, STEPS: batch size and optimizer steps (the config's by default); NAME (own);
+# LOGS (logs); MODELS (outputs/models); ARGS: more main.py options and dotted.key=value overrides.
+KIND ?= uncond
+NAME ?= own
+SIZE ?= 64
+LOGS ?= logs
+MODELS ?= outputs/models
+OWN_FIRST_STAGE = $(MODELS)/first_stage_models/$(NAME)-kl-f4
+OWN_OPTIONS = -l "$(LOGS)" data.params.train.params.root="$(DATA)" data.params.train.params.size=$(SIZE) \
+	$(if $(BATCH),data.params.batch_size=$(BATCH)) $(if $(STEPS),--max_steps $(STEPS))
+OWN_CLASSES = $(shell $(PYTHON) -c 'import sys; from ldm_lite.data.folder import class_names; print(len(class_names(sys.argv[1])))' "$(DATA)" 2>/dev/null)
+own_run = "$$(ls -d "$(LOGS)"/*_$(1) | tail -n 1)"
+
+own-autoencoder: $(INSTALLED)
+	@test -n "$(DATA)" || { echo "error: no image folder given: make own-autoencoder DATA=<folder of images>" >&2; exit 2; }
+	HF_HUB_OFFLINE=1 $(PYTHON) main.py --base configs/autoencoder/folder_kl_f4.yaml -t -n $(NAME)-kl-f4 $(OWN_OPTIONS) $(ARGS)
+	$(PYTHON) scripts/export_model.py $(call own_run,$(NAME)-kl-f4) "$(OWN_FIRST_STAGE)"
+	@echo "Next: make own-ldm DATA=$(DATA) KIND=uncond|class|text$(if $(filter-out 64,$(SIZE)), SIZE=$(SIZE))$(if $(filter-out own,$(NAME)), NAME=$(NAME))"
+
+own-ldm: $(INSTALLED)
+	@test -n "$(DATA)" || { echo "error: no image folder given: make own-ldm DATA=<folder of images> KIND=uncond|class|text" >&2; exit 2; }
+	@case "$(KIND)" in uncond|class|text) ;; *) echo "error: KIND=$(KIND) is not a kind of model: use KIND=uncond, class or text" >&2; exit 2;; esac
+	HF_HUB_OFFLINE=1 $(PYTHON) main.py --base configs/latent-diffusion/folder_$(KIND).yaml -t -n $(NAME)-$(KIND) $(OWN_OPTIONS) \
+	  model.params.image_size=$(shell echo $$(($(SIZE) / 4))) model.params.first_stage_config.params.folder="$(OWN_FIRST_STAGE)" \
+	  $(if $(filter class,$(KIND)),model.params.cond_stage_config.params.n_classes=$(OWN_CLASSES)) $(ARGS)
+	$(PYTHON) scripts/export_model.py $(call own_run,$(NAME)-$(KIND)) "$(MODELS)/ldm/$(NAME)-$(KIND)"
+	@echo "Sample it: $(PYTHON) scripts/$(if $(filter text,$(KIND)),txt2img.py --prompt \"<a caption>\" --scale 3,sample_diffusion.py -n 16 --batch_size 16$(if $(filter class,$(KIND)), --classes 0 1 --scale 3)) -r $(MODELS)/ldm/$(NAME)-$(KIND)"
 
 # Debian's Chromium for the one real-browser test (Playwright drives it; no browser download).
 browser-deps:

@@ -14,8 +14,9 @@ from typing import Any, Iterable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ldm_lite.checkpoint import first_stage_prefixes, load_model_folder, save_model
+from ldm_lite.checkpoint import first_stage_prefixes, load_model_folder, load_state_dict_file, load_weights, save_model
 from ldm_lite.config import load_config
+from ldm_lite.util import instantiate_from_config
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_MODELS = REPOSITORY_ROOT / "models"
@@ -44,11 +45,72 @@ def _without_checkpoint_paths(node: Any) -> Any:
     return node
 
 
+FIRST_STAGE_FROM_FOLDER = "ldm_lite.pretrained.first_stage_from_folder"
+
+
+def _existing_folder(folder: str | Path) -> Path | None:
+    """`folder` relative to the working directory, else to the repository root, if it holds a model."""
+    for candidate in (Path(folder), REPOSITORY_ROOT / folder):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    return None
+
+
+def first_stage_config_from_folder(folder: str | Path, made_by: str | None = None) -> dict[str, Any]:
+    """The `{target, params}` of the autoencoder saved in model folder `folder`, with `params.ckpt_path`
+    naming its weights and `lossconfig` made an identity (a frozen first stage trains no loss)."""
+    found = _existing_folder(folder)
+    weights = next((found / name for name in ("model.safetensors", "model.ckpt")
+                    if (found / name).is_file()), None) if found is not None else None
+    if weights is None:
+        how = f"make it with `{made_by}`" if made_by else "train and export the autoencoder first (scripts/export_model.py)"
+        raise FileNotFoundError(f"first stage '{folder}' does not exist yet (no config.yaml + model.safetensors there): {how}")
+    model = OmegaConf.to_container(OmegaConf.load(found / "config.yaml").model, resolve=True)
+    params = dict(model.get("params") or {})
+    params.update(lossconfig={"target": "torch.nn.Identity"}, ckpt_path=str(weights))
+    return {"target": model["target"], "params": params}
+
+
+def first_stage_from_folder(folder: str, image_size: int | None = None, latent_size: int | None = None,
+                            latent_channels: int | None = None, made_by: str | None = None) -> torch.nn.Module:
+    """The frozen first stage of an LDM config, read from the model folder an autoencoder run was exported
+    to (its architecture from `config.yaml`, its weights beside it), so that the LDM config never repeats
+    the autoencoder's sizes. `image_size`, `latent_size` and `latent_channels` (the LDM's data size and
+    `image_size` / `channels`) are checked against it; `made_by` is the command that makes the folder,
+    named when it is missing."""
+    config = first_stage_config_from_folder(folder, made_by)
+    params = dict(config["params"])
+    weights = params.pop("ckpt_path")
+    model = instantiate_from_config({"target": config["target"], "params": params})
+    load_weights(model, load_state_dict_file(weights), source=f"first stage '{weights}'")
+    trained_on = (params.get("ddconfig") or {}).get("resolution")
+    retrain = f"retrain it at {image_size} px (`{made_by} SIZE={image_size}`)" if made_by else f"retrain it at {image_size} px"
+    if image_size is not None and trained_on is not None and trained_on != image_size:
+        raise ValueError(f"first stage '{folder}' was trained on {trained_on}x{trained_on} images, these are "
+                         f"{image_size}x{image_size}: {retrain}, or train the LDM at {trained_on} px")
+    encoder = getattr(model, "encoder", None)
+    factor = 2 ** (encoder.num_resolutions - 1) if encoder is not None else 1
+    if image_size is not None and latent_size is not None and image_size != latent_size * factor:
+        raise ValueError(f"{image_size} px images make {image_size // factor}x{image_size // factor} latents with "
+                         f"this f={factor} first stage, but model.params.image_size is {latent_size}: set "
+                         f"model.params.image_size={image_size // factor}")
+    channels = params.get("embed_dim")
+    if latent_channels is not None and channels is not None and channels != latent_channels:
+        raise ValueError(f"first stage '{folder}' makes {channels}-channel latents but model.params.channels is "
+                         f"{latent_channels}: set model.params.channels={channels}")
+    return model
+
+
 def inference_config(config: DictConfig, first_stage_weights: str | None = None) -> DictConfig:
     """The `model` section of a training config, made self-contained for a model folder; with
-    `first_stage_weights`, the first stage is read from that (shipped) file instead."""
+    `first_stage_weights`, the first stage is read from that (shipped) file instead. A first stage
+    read from a model folder (`first_stage_from_folder`) becomes that folder's own config."""
     model = _without_checkpoint_paths(OmegaConf.to_container(config.model, resolve=True))
     params = model.get("params", {})
+    first_stage = params.get("first_stage_config")
+    if isinstance(first_stage, dict) and first_stage.get("target") == FIRST_STAGE_FROM_FOLDER:
+        params["first_stage_config"] = _without_checkpoint_paths(
+            first_stage_config_from_folder(first_stage["params"]["folder"]))
     if "use_ema" in params:
         params["use_ema"] = False  # the exported weights are the EMA weights
     if "lossconfig" in params:

@@ -215,3 +215,59 @@ def test_shipped_contrastive_model_reproduces_its_stored_emoji_r_precision(emoji
     shuffled = captions[1:] + captions[:1]  # every image with another emoji's caption
     assert clip_score(loaded.model, images, shuffled) < stored["clip_score"]
     assert (CONTRASTIVE / "model.safetensors").stat().st_size <= 5 * 2**20
+
+
+# ----------------------------------------------------------------------------- bench/quality.py
+
+def _quality_bench():
+    import importlib.util
+    import sys
+
+    if "quality_bench" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "bench" / "quality.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["quality_bench"] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules["quality_bench"]
+
+
+@pytest.mark.skipif(not (FEATURE_NET / "model.safetensors").is_file(), reason="feature net not trained yet")
+def test_quality_bench_on_the_inpainting_model(capsys):
+    """A few held-out emoji through the shipped inpainting model and the three baselines: every
+    method gets every metric, and the verdict line says whether the model beats them."""
+    import argparse
+
+    bench = _quality_bench()
+    options = argparse.Namespace(model=ROOT / "models" / "ldm" / "inpainting-emoji", count=8, batch_size=8, seed=0,
+                                 device="cpu", features="project", data=None, feature_net=FEATURE_NET,
+                                 contrastive=CONTRASTIVE, save_samples=None)
+    result = bench.run(options)
+    output = capsys.readouterr().out
+    assert result["kind"] == "inpainting" and result["held_out"] == {"EmojiDataset validation": 156}
+    methods = result["inpainting"]["methods"]
+    assert set(methods) == {"model", "opencv telea", "opencv navier-stokes", "mean colour fill"}
+    for by_masks in methods.values():
+        assert set(by_masks) == {"box", "stroke", "all"} and set(by_masks["all"]) == {
+            "psnr_hole", "ssim_hole", "feature_distance", "fid"}
+    assert "verdict:" in output and "DDIM 50" in output and "held-out accuracy" in output
+
+
+def test_quality_bench_masks_alternate_and_repeat():
+    bench = _quality_bench()
+    masks, kinds = bench.make_masks(6, 32, 32, seed=0)
+    again, _ = bench.make_masks(6, 32, 32, seed=0)
+    assert kinds == ["box", "stroke"] * 3 and torch.equal(masks, again) and masks.shape == (6, 1, 32, 32)
+    assert bench.proportional_counts([1475, 156], 500) == [452, 48]
+
+
+@pytest.mark.skipif(any(__import__("importlib").util.find_spec(name) for name in ("cleanfid", "torch_fidelity")),
+                    reason="an Inception library is installed")
+def test_quality_bench_inception_features_offline_say_so_in_one_line():
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, str(ROOT / "bench" / "quality.py"), "models/ldm/emoji-uncond",
+                                "--features", "inception"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 1
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "internet" in lines[0] and "clean-fid" in lines[0]

@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SMOKE ?= 1
 
-.PHONY: demo test notebooks browser-deps lab clean own-autoencoder own-ldm
+.PHONY: demo test notebooks browser-deps clipart-deps lab clean own-autoencoder own-ldm
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(VENV)
@@ -31,7 +31,8 @@ demo: $(INSTALLED)
 #   make own-autoencoder DATA=<folder>                  first stage -> $(MODELS)/first_stage_models/$(NAME)-kl-f4/
 #   make own-ldm DATA=<folder> KIND=uncond|class|text   LDM on it   -> $(MODELS)/ldm/$(NAME)-$(KIND)/
 # SIZE: image side (64); BATCH, STEPS: batch size and optimizer steps (the config's by default); NAME (own);
-# LOGS (logs); MODELS (outputs/models); ARGS: more main.py options and dotted.key=value overrides.
+# LOGS (logs); MODELS (outputs/models); ARGS: more main.py options and dotted.key=value overrides;
+# PYTHON: another environment's interpreter (e.g. conda's python) instead of .venv, which is then left alone.
 KIND ?= uncond
 NAME ?= own
 SIZE ?= 64
@@ -42,14 +43,15 @@ OWN_OPTIONS = -l "$(LOGS)" data.params.train.params.root="$(DATA)" data.params.t
 	$(if $(BATCH),data.params.batch_size=$(BATCH)) $(if $(STEPS),--max_steps $(STEPS))
 OWN_CLASSES = $(shell $(PYTHON) -c 'import sys; from ldm_lite.data.folder import class_names; print(len(class_names(sys.argv[1])))' "$(DATA)" 2>/dev/null)
 own_run = "$$(ls -d "$(LOGS)"/*_$(1) | tail -n 1)"
+OWN_SETUP = $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(INSTALLED))
 
-own-autoencoder: $(INSTALLED)
+own-autoencoder: $(OWN_SETUP)
 	@test -n "$(DATA)" || { echo "error: no image folder given: make own-autoencoder DATA=<folder of images>" >&2; exit 2; }
 	HF_HUB_OFFLINE=1 $(PYTHON) main.py --base configs/autoencoder/folder_kl_f4.yaml -t -n $(NAME)-kl-f4 $(OWN_OPTIONS) $(ARGS)
 	$(PYTHON) scripts/export_model.py $(call own_run,$(NAME)-kl-f4) "$(OWN_FIRST_STAGE)"
 	@echo "Next: make own-ldm DATA=$(DATA) KIND=uncond|class|text$(if $(filter-out 64,$(SIZE)), SIZE=$(SIZE))$(if $(filter-out own,$(NAME)), NAME=$(NAME))"
 
-own-ldm: $(INSTALLED)
+own-ldm: $(OWN_SETUP)
 	@test -n "$(DATA)" || { echo "error: no image folder given: make own-ldm DATA=<folder of images> KIND=uncond|class|text" >&2; exit 2; }
 	@case "$(KIND)" in uncond|class|text) ;; *) echo "error: KIND=$(KIND) is not a kind of model: use KIND=uncond, class or text" >&2; exit 2;; esac
 	HF_HUB_OFFLINE=1 $(PYTHON) main.py --base configs/latent-diffusion/folder_$(KIND).yaml -t -n $(NAME)-$(KIND) $(OWN_OPTIONS) \
@@ -63,11 +65,18 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: the browser test will fail; install Debian's chromium package"
 
+# Debian's clip-art packages (openclipart-png: public domain; tuxpaint-stamps-default: GPL-2) for
+# ClipartDataset; without them it falls back to the emoji alone and says so. Tests never need them.
+clipart-deps:
+	@test -d /usr/share/openclipart/png -a -d /usr/share/tuxpaint/stamps \
+	  || (apt-get update -qq && apt-get install -y -qq --no-install-recommends openclipart-png tuxpaint-stamps-default >/dev/null) \
+	  || echo "the clip-art packages could not be installed: install them with: apt-get install openclipart-png tuxpaint-stamps-default"
+
 test: $(INSTALLED) browser-deps
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
 
 # All notebooks through papermill: SMOKE=1 (default) for the fast mode, SMOKE=0 for the full runs.
-notebooks: $(INSTALLED)
+notebooks: $(INSTALLED) clipart-deps
 	HF_HUB_OFFLINE=1 LDM_LITE_SMOKE=$(SMOKE) $(PYTHON) scripts/run_notebooks.py
 
 lab: $(INSTALLED)

@@ -103,7 +103,7 @@ def run_python(*arguments: str) -> tuple[int, str, str]:
 
 
 def make(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", f"PYTHON={sys.executable}",
+    return subprocess.run(["make", "--no-print-directory", f"PYTHON={sys.executable}",
                            *arguments], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 

@@ -1,4 +1,5 @@
 """Datasets (embedded offline data and readers for the original datasets) and the data module."""
+from ldm_lite.data.clipart import CATEGORIES as CLIPART_CATEGORIES, ClipartDataset, build_clipart_cache
 from ldm_lite.data.datamodule import DataModuleFromConfig
 from ldm_lite.data.emoji import CATEGORIES as EMOJI_CATEGORIES, EmojiDataset, build_emoji_cache
 from ldm_lite.data.folder import ImageFolderDataset, ImagePathsDataset
@@ -10,7 +11,7 @@ from ldm_lite.data.photos import PhotosDataset
 from ldm_lite.data.shapes import ShapesDataset, judge_shapes, render_shape, shape_caption, shapes_match
 
 __all__ = [
-    "DataModuleFromConfig", "EMOJI_CATEGORIES", "EmojiDataset", "build_emoji_cache", "ImageFolderDataset",
+    "CLIPART_CATEGORIES", "ClipartDataset", "build_clipart_cache", "DataModuleFromConfig", "EMOJI_CATEGORIES", "EmojiDataset", "build_emoji_cache", "ImageFolderDataset",
     "ImagePathsDataset", "InpaintingDataset", "apply_mask", "random_box_mask", "random_mask", "random_stroke_mask",
     "FashionMNISTDataset", "MixtureDataset", "MNISTDataset", "LSUN", "FacesHQ", "ImageNet", "PhotosDataset", "ShapesDataset",
     "judge_shapes", "render_shape", "shape_caption", "shapes_match",

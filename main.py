@@ -123,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [argument for argument in unknown if "=" in argument and not argument.startswith("-")]
     if len(overrides) != len(unknown):
         parser.error(f"unrecognized arguments: {' '.join(a for a in unknown if a not in overrides)}")
+    from ldm_lite.train import TrainingInterrupted
+
     try:
         return run(options, overrides)
+    except TrainingInterrupted as interrupted:  # last.ckpt is saved and fit said so
+        return 128 + interrupted.signal_number
     except KeyboardInterrupt:
         return 130
     except Exception as error:

@@ -7,14 +7,18 @@
   too; their weights sit under `state_dict`, and first-stage files carry `loss.*` keys we drop."""
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 
@@ -25,8 +29,28 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or does not fit its model; the message says how to fix it."""
 
 
+class DiskFullError(OSError):
+    """A file could not be written because its disk is full; the previous file, if any, is intact."""
+
+
+# A write that failed with less than this free on its disk failed because the disk is full: torch's
+# writer reports it as "[enforce fail at inline_container.cc] unexpected pos", without the errno.
+FULL_DISK_MARGIN = 16 * 2**20
+
+
+def disk_is_full(error: BaseException, folder: str | Path) -> bool:
+    """Whether `error`, raised while writing into `folder`, means that the disk (or quota) is full."""
+    if isinstance(error, DiskFullError) or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return isinstance(error, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < FULL_DISK_MARGIN
+    except OSError:
+        return False
+
+
 def atomic_write(path: str | Path, write: Any) -> Path:
-    """Call `write(temporary_path)`, fsync it and rename it onto `path`: readers never see a partial file."""
+    """Call `write(temporary_path)`, fsync it and rename it onto `path`: readers never see a partial
+    file. A full disk raises `DiskFullError` (the partial temporary file is removed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -39,8 +63,12 @@ def atomic_write(path: str | Path, write: Any) -> Path:
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
+        full = disk_is_full(error, path.parent)  # before the partial file is removed and frees space
         Path(temporary).unlink(missing_ok=True)
+        if full:
+            raise DiskFullError(f"the disk holding '{path.parent}' is full: '{path.name}' was not written "
+                                "(the previous one, if any, is unchanged); free some space") from error
         raise
     return path
 
@@ -56,11 +84,18 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint '{path}' does not exist: check the path (a log dir's checkpoints/last.ckpt)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except PermissionError:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: permission denied") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if unsafe:
+            raise CheckpointError(
+                f"checkpoint '{path}' holds a {unsafe.group(1)} object, which loading with weights_only refuses "
+                "(unpickling it could run code): re-save its state_dict with torch.save or as .safetensors"
+            ) from None
         raise CheckpointError(
-            f"checkpoint '{path}' cannot be read safely ({first_line}): it is truncated or holds objects other "
-            "than tensors; re-save its state_dict with torch.save or as .safetensors"
+            f"checkpoint '{path}' is truncated or corrupt ({path.stat().st_size} bytes, not a complete torch.save "
+            "file): use another checkpoint (e.g. a step=*.ckpt beside it) or copy the file again"
         ) from None
 
 
@@ -70,9 +105,18 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"weights file '{path}' does not exist: train the model or run scripts/download_models.sh")
     if path.suffix == ".safetensors":
-        return load_safetensors(str(path))
+        try:
+            return load_safetensors(str(path))
+        except SafetensorError as error:
+            raise CheckpointError(f"weights file '{path}' is truncated or corrupt ({path.stat().st_size} bytes; "
+                                  f"{_first_line(error)}): export or download it again") from None
     checkpoint = load_training_checkpoint(path)
     return checkpoint.get("state_dict", checkpoint)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def first_stage_prefixes(model_config: Mapping[str, Any]) -> tuple[str, ...]:
@@ -130,6 +174,8 @@ def save_model(weights: torch.nn.Module | Mapping[str, torch.Tensor], config: Di
     """Write `folder/config.yaml` and `folder/model.safetensors` (the layout of `models/ldm/<name>/`)
     from a model or a state dict."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"cannot write the model folder '{folder}': it is a file; give a folder path")
     folder.mkdir(parents=True, exist_ok=True)
     state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
     tensors = {key: value.detach().cpu().contiguous().clone() for key, value in state.items()}

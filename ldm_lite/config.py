@@ -7,9 +7,10 @@ typo and raises an error instead of silently adding a setting that nothing reads
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 TRAINER_DEFAULTS: dict = {
     "lightning": {
@@ -47,13 +48,33 @@ class ConfigError(ValueError):
 
 
 def load_yaml(path: str | Path) -> DictConfig:
+    """One config file as a DictConfig; a missing file or a YAML error is a one-line ConfigError
+    (YAML errors keep their line and column)."""
     path = Path(path)
     if not path.is_file():
+        if "=" in path.name:
+            raise ConfigError(f"config file '{path}' does not exist, and it looks like an override: put "
+                              "dotted.key=value overrides after all the flags (main.py --base a.yaml -t key=value)")
         raise ConfigError(f"config file '{path}' does not exist: check the path given to --base")
     try:
-        return OmegaConf.load(path)
-    except Exception as error:  # yaml.YAMLError and OmegaConf errors carry the line number
-        raise ConfigError(f"config file '{path}' is not valid YAML: {error}") from None
+        config = OmegaConf.load(path)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        context = f" ({error.context})" if error.context and error.problem else ""
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}: {error.problem or error.context}"
+                          f"{context}") from None
+    except Exception as error:  # OmegaConf's own errors (e.g. a broken ${interpolation})
+        raise ConfigError(f"config file '{path}' cannot be read: {_first_line(error)}") from None
+    if not isinstance(config, DictConfig):
+        raise ConfigError(f"config file '{path}' holds a list, not a mapping: a config "
+                          "has model, data and lightning sections (see configs/)")
+    return config
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def apply_overrides(config: DictConfig, overrides: Iterable[str]) -> DictConfig:
@@ -67,15 +88,40 @@ def apply_overrides(config: DictConfig, overrides: Iterable[str]) -> DictConfig:
             known = OmegaConf.select(config, parent) if parent else config
             choices = ", ".join(sorted(known.keys())) if isinstance(known, DictConfig) else "none"
             raise ConfigError(f"override key '{key}' does not exist in the config (keys at that level: {choices})")
-        OmegaConf.update(config, key, _parse(value), merge=False)
+        checked = _checked_value(key, OmegaConf.select(config, key), _parse(value), value)
+        OmegaConf.update(config, key, checked, merge=False)
     return config
+
+
+_TYPE_NAMES = {bool: "a boolean (true or false)", int: "an integer", float: "a number",
+               ListConfig: "a list ([a, b])", DictConfig: "a mapping ({key: value})"}
+
+
+def _checked_value(key: str, current: Any, value: Any, text: str) -> Any:
+    """`value` checked against the kind of the config's `current` value at `key`: a number for a
+    number (an integer key turns 1e3 into 1000; a float written as 1 in a file may become 0.5), a
+    boolean for a boolean, a list for a list, a mapping for a mapping. Anything else is a ConfigError
+    naming the key, the expected type and the value. Strings, null and null keys accept anything."""
+    expected = next((kind for kind in _TYPE_NAMES if isinstance(current, kind)), None)
+    if expected is None or value is None:
+        return value
+    if expected in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value) if expected is int and float(value).is_integer() else value
+    if isinstance(value, expected) and expected not in (int, float):
+        return value
+    has = "" if expected in (ListConfig, DictConfig) else f" (the config has {current!r})"
+    raise ConfigError(f"override {key}={text}: expected {_TYPE_NAMES[expected]}{has}, got {text!r}")
 
 
 def _parse(value: str):
     """Parse an override value as YAML (numbers, booleans, lists), keeping plain strings."""
     if value == "":
         return ""
-    return OmegaConf.create(f"v: {value}").v
+    try:
+        return OmegaConf.create(f"v: {value}").v
+    except Exception as error:  # e.g. an unclosed [ or {
+        raise ConfigError(f"override value {value!r} is not valid YAML ({_first_line(error)}): quote it or "
+                          "close its brackets") from None
 
 
 def load_config(bases: Iterable[str | Path], overrides: Iterable[str] = ()) -> DictConfig:

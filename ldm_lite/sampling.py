@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import sys
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -234,6 +235,144 @@ def latent_shape(model: torch.nn.Module, batch_size: int, height: int | None = N
     return (batch_size, model.channels, latent_height, latent_width)
 
 
+# ----------------------------------------------------------------------------- memory
+
+# A block holds its input, its output and a few temporaries at once: the largest single activation
+# of a forward, times this, plus the UNet's skip connections, is its peak. AttentionBlock (UNet) and
+# AttnBlock (first stage) hand SDPA strided q, k, v, which only its math kernel takes: it holds
+# about two and a half (heads x tokens x tokens) matrices at once (scores, softmax, allocator slack). Checked against measured peaks in
+# tests/test_hardening.py.
+WORKING_SET = 4
+ATTENTION_MATRICES = 2.5
+_ESTIMATES: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[float, float], tuple[float, float]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _forward_bytes(network: torch.nn.Module, run: Callable[[], Any], pixels: int,
+                   kept: Sequence[torch.nn.Module] = ()) -> tuple[float, float]:
+    """Bytes of activations of one forward (`run`) of `network` over `pixels` pixels, as (bytes per
+    pixel, bytes per pixel squared), from hooks: the outputs of the `kept` modules (alive until the
+    end) plus WORKING_SET x the largest single output, and the largest attention matrices."""
+    from ldm_lite.modules.attention import AttentionBlock
+    from ldm_lite.modules.autoencoder_nets import AttnBlock
+
+    outputs: list[int] = []
+    kept_outputs: list[int] = []
+    matrices: list[float] = []
+
+    def record(sizes: list[int]) -> Callable:
+        def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor):
+                sizes.append(output.numel() * output.element_size())
+        return hook
+
+    def record_attention(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        batch, tokens = output.shape[0], output[0, 0].numel()
+        matrices.append(ATTENTION_MATRICES * batch * getattr(module, "num_heads", 1) * tokens**2 * output.element_size())
+
+    modules = list(network.modules())
+    handles = [module.register_forward_hook(record(outputs)) for module in modules if next(module.children(), None) is None]
+    handles += [module.register_forward_hook(record(kept_outputs)) for module in kept]
+    handles += [module.register_forward_hook(record_attention) for module in modules
+                if isinstance(module, (AttentionBlock, AttnBlock))]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return (sum(kept_outputs) + WORKING_SET * max(outputs, default=0)) / pixels, max(matrices, default=0) / pixels**2
+
+
+def _estimates(model: torch.nn.Module) -> tuple[tuple[float, float], tuple[float, float]]:
+    """`_forward_bytes` of the UNet (per latent pixel) and of the first stage's decoder (per image
+    pixel), for one image; measured once per model by a forward at a small size."""
+    if model in _ESTIMATES:
+        return _ESTIMATES[model]
+    unet = model.model.diffusion_model
+    parameter = next(unet.parameters())
+    side = 2 ** len(unet.channel_mult)  # every level halves it, the deepest still has 2 x 2 pixels
+    x = torch.zeros(1, unet.in_channels, side, side, device=parameter.device, dtype=parameter.dtype)
+    inputs: dict[str, Any] = {"timesteps": torch.zeros(1, device=parameter.device, dtype=torch.long)}
+    cross = next((module for name, module in unet.named_modules() if name.endswith("attn2")), None)
+    if cross is not None:
+        inputs["context"] = x.new_zeros(1, 77, cross.to_k.in_features)  # 77 tokens, as CLIP and BERT
+    if unet.num_classes is not None:
+        inputs["y"] = torch.zeros(1, device=parameter.device, dtype=torch.long)
+    unet_bytes = _forward_bytes(unet, lambda: unet(x, **inputs), side**2, kept=unet.input_blocks)
+    decoder_bytes = (0.0, 0.0)
+    first_stage = getattr(model, "first_stage_model", None)
+    if getattr(first_stage, "decoder", None) is not None:
+        latent = x.new_zeros(1, model.channels, side, side)
+        decoder_bytes = _forward_bytes(first_stage, lambda: model.decode_first_stage(latent),
+                                       (side * downsampling_factor(model)) ** 2)
+    _ESTIMATES[model] = (unet_bytes, decoder_bytes)
+    return _ESTIMATES[model]
+
+
+def sampling_memory(model: torch.nn.Module, batch_size: int, height: int, width: int, guided: bool) -> int:
+    """Estimated peak bytes of activations (beyond the weights) for sampling `batch_size` images of
+    height x width: the larger of the UNet's at the latent size (twice the batch with guidance) and
+    the first stage decoder's at the image size."""
+    (unet_linear, unet_square), (decoder_linear, decoder_square) = _estimates(model)
+    factor = downsampling_factor(model)
+    latent, image = (height // factor) * (width // factor), height * width
+    unet = (unet_linear * latent + unet_square * latent**2) * batch_size * (2 if guided else 1)
+    decoder = (decoder_linear * image + decoder_square * image**2) * batch_size
+    return int(max(unet, decoder))
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free memory for `device` in bytes: CUDA's free memory, or on CPU the smaller of the system's
+    MemAvailable and the cgroup's limit minus its use; None where it cannot be told (MPS, ...)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != "cpu":
+        return None
+    amounts = []
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        amounts.append(int(next(line for line in meminfo if line.startswith("MemAvailable:")).split()[1]) * 1024)
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            amounts.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    return min(amounts) if amounts else None
+
+
+def _gigabytes(amount: float) -> str:
+    return f"{amount / 2**30:.1f} GB"
+
+
+def check_memory(model: torch.nn.Module, batch_size: int, height: int, width: int, guided: bool) -> None:
+    """Refuse, before any work, a request whose estimated memory (`sampling_memory`) exceeds what
+    the model's device has free; the message names the largest size, and the most images at a
+    time, that fit."""
+    available = available_memory(model.device)
+    if available is None or sampling_memory(model, batch_size, height, width, guided) <= available:
+        return
+    needed = sampling_memory(model, batch_size, height, width, guided)
+    multiple = downsampling_factor(model) * 2 ** (len(model.model.diffusion_model.channel_mult) - 1)
+
+    def size(steps: int) -> tuple[int, int]:  # (height, width) of `steps` multiples in height, aspect kept
+        return steps * multiple, max(multiple, round(width * steps / height) * multiple)
+
+    low, high = 0, height // multiple  # the largest size that fits: a binary search (memory grows with size)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if sampling_memory(model, batch_size, *size(middle), guided) <= available:
+            low = middle
+        else:
+            high = middle - 1
+    fits = f"the largest size that fits is {size(low)[1]}x{size(low)[0]}" if low else "no size fits"
+    at_a_time = available // max(1, sampling_memory(model, 1, height, width, guided))
+    fewer = f", or {at_a_time} image(s) at a time at {width}x{height}" if 0 < at_a_time < batch_size else ""
+    raise SamplingError(f"sampling {batch_size} image(s) of {width}x{height} needs about {_gigabytes(needed)} of "
+                        f"memory but {_gigabytes(available)} is free on {model.device}: {fits} "
+                        f"({batch_size} at a time){fewer}")
+
+
 @torch.no_grad()
 def sample_latents(model: torch.nn.Module, shape: Sequence[int], sampler: str = "ddim", steps: int = 50,
                    eta: float = 0.0, cond: Any = None, unconditional_cond: Any = None, guidance_scale: float = 1.0,
@@ -265,6 +404,8 @@ def sample_images(model: torch.nn.Module, batch_size: int, sampler: str = "ddim"
     """Generate `batch_size` images in [-1, 1] from a text, class or unconditional model."""
     cond, unconditional = make_conditions(model, batch_size, prompts, class_labels, guidance_scale)
     shape = latent_shape(model, batch_size, height, width)
+    factor = downsampling_factor(model)
+    check_memory(model, batch_size, shape[2] * factor, shape[3] * factor, unconditional is not None)
     latents = sample_latents(model, shape, sampler, steps, eta, cond, unconditional, guidance_scale, seed,
                              callback=callback, verbose=verbose)
     return decode_latents(model, latents)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import random
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -32,18 +34,26 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from omegaconf import DictConfig, OmegaConf
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from ldm_lite.checkpoint import load_training_checkpoint, save_training_checkpoint
+from ldm_lite.checkpoint import (DiskFullError, atomic_write, disk_is_full, load_training_checkpoint,
+                                 save_training_checkpoint)
 from ldm_lite.lr_schedule import WarmupCosine
+from ldm_lite.run_lock import RunLock, describe_holder
 from ldm_lite.util import default_device, instantiate_from_config, save_image_grid, seed_everything
 
 PRECISIONS = {"32": "no", "bf16": "bf16", "16": "fp16"}
 
 
 class TrainingInterrupted(Exception):
-    """Raised inside the loop when SIGINT or SIGTERM arrives (after `last.ckpt` is written)."""
+    """Raised by `fit` when SIGINT or SIGTERM arrived, after `last.ckpt` was written at the step
+    reached; `main.py` then exits with 128 + `signal_number` (130, 143), as a killed program does."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(f"received {signal.Signals(signal_number).name}")
+        self.signal_number = signal_number
 
 
 @dataclass
@@ -73,6 +83,15 @@ class TrainerSettings:
         precision = str(trainer.precision)
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision '{precision}': use one of {', '.join(PRECISIONS)}")
+        if int(trainer.max_steps) == 0 or int(trainer.max_steps) < -1:
+            raise ValueError(f"max_steps is {trainer.max_steps} (--max_steps, lightning.trainer.max_steps): give a "
+                             "positive number of optimizer steps, or -1 to stop after max_epochs")
+        if int(trainer.max_epochs) < 1:
+            raise ValueError(f"max_epochs is {trainer.max_epochs} (--max_epochs, lightning.trainer.max_epochs): "
+                             "give a positive number of epochs")
+        if int(trainer.accumulate_grad_batches) < 1:
+            raise ValueError(f"lightning.trainer.accumulate_grad_batches is {trainer.accumulate_grad_batches}: "
+                             "give a positive number of batches (1 = no accumulation)")
         return cls(
             max_steps=int(trainer.max_steps), max_epochs=int(trainer.max_epochs), precision=precision,
             accumulate_grad_batches=int(trainer.accumulate_grad_batches),
@@ -124,9 +143,11 @@ class RunLogger:
     """Writes `metrics.csv` (step, epoch, name, value), the loss-curve PNG, image grids and, when
     tensorboard is installed, TensorBoard events. Only rank 0 gets one."""
 
-    def __init__(self, logdir: Path) -> None:
+    def __init__(self, logdir: Path, resumed_step: int | None = None) -> None:
         self.logdir = logdir
         self.metrics_path = logdir / "metrics.csv"
+        if resumed_step is not None and self.metrics_path.exists():
+            _drop_rows_after(self.metrics_path, resumed_step)
         new_file = not self.metrics_path.exists()
         self.metrics_file = open(self.metrics_path, "a", newline="")
         self.metrics = csv.writer(self.metrics_file)
@@ -158,6 +179,22 @@ class RunLogger:
         self.metrics_file.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+def _drop_rows_after(metrics_path: Path, step: int) -> None:
+    """Keep the rows of `metrics.csv` up to `step`: a run killed after its last checkpoint logged
+    steps that the resumed run repeats. A row cut short by the kill goes too."""
+    with open(metrics_path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if len(row) == 4 and row[0].isdigit() and int(row[0]) <= step]
+    if len(kept) == len(rows) and metrics_path.read_bytes().endswith(b"\n"):
+        return
+
+    def write(temporary: str) -> None:
+        with open(temporary, "w", newline="") as handle:
+            csv.writer(handle).writerows(kept)
+
+    atomic_write(metrics_path, write)
 
 
 def read_metrics(metrics_path: str | Path) -> dict[str, tuple[list[int], list[float]]]:
@@ -256,6 +293,35 @@ def _set_trainable(optimizers: list[torch.optim.Optimizer], index: int) -> None:
                 parameter.requires_grad_(id(parameter) in mine)
 
 
+def _apply_learning_rates(optimizers: list[torch.optim.Optimizer], schedulers: list[LambdaLR],
+                          configured: list[list[float]]) -> bool:
+    """After loading a checkpoint: where the config's learning rates (`configured`, each scheduler's
+    base_lrs before loading) differ from the checkpoint's, continue at the configured ones (at the
+    point of the schedule reached). Returns whether any changed."""
+    changed = False
+    for optimizer, scheduler, rates in zip(optimizers, schedulers, configured):
+        if all(math.isclose(new, old, rel_tol=1e-9) for new, old in zip(rates, scheduler.base_lrs)):
+            continue
+        changed = True
+        scheduler.base_lrs = list(rates)
+        for group, rate, multiplier in zip(optimizer.param_groups, rates, scheduler.lr_lambdas):
+            group["initial_lr"] = rate
+            group["lr"] = rate * multiplier(scheduler.last_epoch)
+    return changed
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, global_step: int) -> None:
+    """`optimizer.step()`, with a learning rate too large for float32 named as such."""
+    try:
+        optimizer.step()
+    except RuntimeError as error:
+        if "overflow" not in str(error):
+            raise
+        rate = optimizer.param_groups[0]["lr"]
+        raise FloatingPointError(f"the optimizer step overflows float32 at learning rate {rate:.3g} (step "
+                                 f"{global_step}): lower model.base_learning_rate (e.g. 1e-4)") from None
+
+
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -276,8 +342,13 @@ def fit(
     """Train the model of `config` and return it (unwrapped, on its device, in eval mode).
 
     `logdir` defaults to `logs/<now>_<config name>`; `resume_from` is a `last.ckpt` to continue
-    from (the same step, optimizer, schedule, EMA, RNG and data order). Trainer settings come from
-    `config.lightning`; override them in the config (`config.lightning.trainer.max_steps = 100`)."""
+    from (the same step, optimizer, schedule, EMA, RNG and data order; a learning rate changed in
+    the config since then applies from there on). Trainer settings come from `config.lightning`;
+    override them in the config (`config.lightning.trainer.max_steps = 100`).
+
+    The process that writes (rank 0) holds the run's lock (`ldm_lite.run_lock`) while it trains: a
+    second `fit` on the same `logdir` is refused. A run folder made by this call that holds no
+    checkpoint and no logged metric when training fails is removed."""
     settings = TrainerSettings.from_config(config)
     cpu = cpu or default_device().type == "cpu"  # accelerate runs gloo data parallelism only when told "cpu"
     if settings.precision == "16" and (cpu or not torch.cuda.is_available()):
@@ -286,6 +357,33 @@ def fit(
         mixed_precision=PRECISIONS[settings.precision], cpu=cpu,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+    logdir = Path(logdir) if logdir is not None else make_logdir("logs", "run")
+    if not accelerator.is_main_process:
+        return _train(config, settings, accelerator, logdir, resume_from, seed, scale_lr, progress)
+    created = not logdir.exists()
+    with RunLock(logdir) as lock:
+        if lock.stale_holder:
+            print(f"{logdir} was locked by {describe_holder(lock.stale_holder)}, which has ended: taking it over")
+        for stale in (logdir / "checkpoints").glob(".*.tmp"):  # temporaries of a holder killed while saving
+            stale.unlink()
+        try:
+            return _train(config, settings, accelerator, logdir, resume_from, seed, scale_lr, progress)
+        except BaseException:
+            if created and not _holds_results(logdir):
+                shutil.rmtree(logdir, ignore_errors=True)
+            raise
+
+
+def _holds_results(logdir: Path) -> bool:
+    """Whether a run folder holds a checkpoint or a logged metric (more than the CSV header)."""
+    metrics = logdir / "metrics.csv"
+    logged = metrics.is_file() and len(metrics.read_bytes().splitlines()) > 1
+    return logged or any((logdir / "checkpoints").glob("*.ckpt"))
+
+
+def _train(config: DictConfig, settings: TrainerSettings, accelerator: Accelerator, logdir: Path,
+           resume_from: str | Path | None, seed: int, scale_lr: bool, progress: bool) -> torch.nn.Module:
+    """The body of `fit`, once the run directory is locked."""
     is_main = accelerator.is_main_process
     seed_everything(seed + accelerator.process_index)
 
@@ -309,7 +407,7 @@ def fit(
     schedule_config = getattr(model, "scheduler_config", None)
     multiplier = (instantiate_from_config(schedule_config) if schedule_config is not None else
                   WarmupCosine(settings.lr_warmup_steps, settings.max_steps, settings.lr_schedule, settings.lr_min_ratio))
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier) for optimizer in optimizers]
+    schedulers = [LambdaLR(optimizer, multiplier) for optimizer in optimizers]
 
     train_set = data.datasets["train"]
     sampler = EpochSampler(train_set, batch_size, seed, accelerator.process_index, accelerator.num_processes)
@@ -324,6 +422,7 @@ def fit(
     if resume_from is not None:
         state = load_training_checkpoint(resume_from)
         model.load_state_dict(state["state_dict"])
+        configured = [list(scheduler.base_lrs) for scheduler in schedulers]
         for optimizer, optimizer_state in zip(optimizers, state["optimizer_states"]):
             optimizer.load_state_dict(optimizer_state)
         for scheduler, scheduler_state in zip(schedulers, state["lr_schedulers"]):
@@ -333,22 +432,25 @@ def fit(
         _restore_rng_states(state["rng_states"])
         if is_main:
             print(f"Resumed from {resume_from} at step {global_step} (epoch {epoch})")
+        trained = schedulers[0].base_lrs[0]
+        if _apply_learning_rates(optimizers, schedulers, configured) and is_main:
+            print(f"The learning rate changed since the checkpoint ({trained:.2e} -> {configured[0][0]:.2e}): "
+                  "training continues at the new rate")
 
     step_module = accelerator.prepare(_TrainingStep(model))
     optimizers = [accelerator.prepare(optimizer) for optimizer in optimizers]
     model = accelerator.unwrap_model(step_module).model
     device = accelerator.device
 
-    logdir = Path(logdir) if logdir is not None else make_logdir("logs", "run")
     logger = None
+    start_step, saved_step = global_step, None  # saved_step: the step of the last.ckpt this process wrote last
     if is_main:
         for folder in ("checkpoints", "configs", "images/train", "images/val"):
             (logdir / folder).mkdir(parents=True, exist_ok=True)
-        for stale in (logdir / "checkpoints").glob(".*.tmp"):  # left by a run killed while saving
-            stale.unlink()
         stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-        OmegaConf.save(config, logdir / "configs" / f"{stamp}-project.yaml")
-        logger = RunLogger(logdir)
+        atomic_write(logdir / "configs" / f"{stamp}-project.yaml",
+                     lambda temporary: OmegaConf.save(config, temporary))
+        logger = RunLogger(logdir, global_step if resume_from is not None else None)
 
     def checkpoint_state() -> dict[str, Any]:
         return {
@@ -361,11 +463,16 @@ def fit(
         }
 
     def save_checkpoint(*names: str) -> None:
+        nonlocal saved_step
         accelerator.wait_for_everyone()
         if is_main:
             state = checkpoint_state()
             for name in names:
                 save_training_checkpoint(state, logdir / "checkpoints" / name)
+        saved_step = global_step
+
+    def unsaved_progress() -> bool:  # steps trained since the start (or the resumed step) that last.ckpt lacks
+        return global_step > start_step and global_step != saved_step
 
     def validate() -> None:
         if not has_validation:
@@ -391,6 +498,9 @@ def fit(
         model.train()
 
     total_steps = settings.max_steps if settings.max_steps >= 0 else settings.max_epochs * sampler.batches_per_epoch()
+    if is_main and (global_step >= total_steps or epoch >= settings.max_epochs):
+        print(f"Nothing to train: the run is at step {global_step} (epoch {epoch}) and stops at max_steps "
+              f"{settings.max_steps}, max_epochs {settings.max_epochs}: raise --max_steps or --max_epochs")
     progress_bar = tqdm(total=total_steps, initial=global_step, disable=not (progress and is_main),
                         desc="train", dynamic_ncols=True, leave=True)
     model.train()
@@ -410,8 +520,9 @@ def fit(
                         with no_sync, accelerator.autocast():
                             loss, step_logs = step_module(batch, index, global_step)
                         if not torch.isfinite(loss):
+                            advice = "" if settings.precision == "32" else " or train in float32 (--precision 32)"
                             raise FloatingPointError(f"loss is {loss.item()} at step {global_step}: lower the "
-                                                     "learning rate or use --precision 32")
+                                                     f"learning rate (model.base_learning_rate){advice}")
                         accelerator.backward(loss / settings.accumulate_grad_batches)
                         logs.update(step_logs)
                         if sync:
@@ -419,7 +530,7 @@ def fit(
                                 accelerator.clip_grad_norm_(
                                     [p for group in optimizer.param_groups for p in group["params"]],
                                     settings.gradient_clip_val)
-                            optimizer.step()
+                            _optimizer_step(optimizer, global_step)
                             optimizer.zero_grad(set_to_none=True)
                             schedulers[index].step()
                     if not sync:
@@ -430,7 +541,7 @@ def fit(
                         model.on_train_batch_end()
                     progress_bar.update(1)
                     if stop_requests:
-                        raise TrainingInterrupted(f"received {signal.Signals(stop_requests[0]).name}")
+                        raise TrainingInterrupted(stop_requests[0])
                     if is_main and (global_step % settings.log_every_n_steps == 0 or global_step == 1):
                         scalars = {name: float(value) for name, value in logs.items()}
                         scalars["train/lr"] = schedulers[0].get_last_lr()[0]
@@ -454,13 +565,29 @@ def fit(
                     sampler.start_batch = 0
         if settings.val_check_interval > 0 and global_step % settings.val_check_interval != 0:
             validate()
-        save_checkpoint("last.ckpt")
+        if unsaved_progress():
+            save_checkpoint("last.ckpt")
     except BaseException as error:
         # Whatever stopped the loop, the last completed step is not lost.
         if is_main:
-            save_training_checkpoint(checkpoint_state(), logdir / "checkpoints" / "last.ckpt")
-            print(f"\n{type(error).__name__}: {error}; saved {logdir / 'checkpoints' / 'last.ckpt'} "
-                  f"at step {global_step}", file=sys.stderr)
+            last = logdir / "checkpoints" / "last.ckpt"
+            try:
+                if unsaved_progress():
+                    save_training_checkpoint(checkpoint_state(), last)
+                    saved_step = global_step
+            except (OSError, RuntimeError) as save_error:
+                if not (disk_is_full(save_error, last.parent) or disk_is_full(error, last.parent)):
+                    raise
+                kept = (f"the last good checkpoint, {last} at step {saved_step}, is kept" if saved_step is not None
+                        else f"no checkpoint of this run could be saved (a {last.name} from before, if any, is kept)")
+                raise DiskFullError(f"the disk holding {logdir} is full at step {global_step}: {kept}; free some "
+                                    f"space, then resume with main.py -r {logdir} -t") from error
+            if saved_step is not None:
+                state = f"saved {last} at step {saved_step}"
+            else:
+                state = f"no step trained since step {start_step}, no checkpoint written"
+            reason = error if isinstance(error, TrainingInterrupted) else f"training stopped at step {global_step}"
+            print(f"\n{reason}: {state}", file=sys.stderr)
         raise
     finally:
         progress_bar.close()

@@ -12,13 +12,14 @@ from pathlib import Path
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
 
-from ldm_lite.checkpoint import load_training_checkpoint, load_weights  # noqa: E402
+from ldm_lite.checkpoint import CheckpointError, load_training_checkpoint, load_weights  # noqa: E402
 from ldm_lite.config import load_config  # noqa: E402
 from ldm_lite.pretrained import export_model  # noqa: E402
+from ldm_lite.sampling import command_line_errors  # noqa: E402
 from ldm_lite.util import instantiate_from_config  # noqa: E402
 
 
-def main() -> int:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a log dir written by main.py")
     parser.add_argument("folder", type=Path, help="the model folder to write")
@@ -26,13 +27,16 @@ def main() -> int:
     parser.add_argument("--first_stage", default=None, metavar="PATH",
                         help="leave the first stage out and point the config at this weights file instead "
                              "(relative to the repository root), e.g. the shipped autoencoder's model.safetensors")
-    options = parser.parse_args()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return parser
+
+
+def main(options: argparse.Namespace) -> None:
     configs = sorted((options.run / "configs").glob("*-project.yaml"))
     checkpoint_path = options.run / "checkpoints" / "last.ckpt"
     if not configs or not checkpoint_path.is_file():
-        print(f"error: '{options.run}' is not a finished main.py run (no configs/*-project.yaml or "
-              "checkpoints/last.ckpt)", file=sys.stderr)
-        return 1
+        raise CheckpointError(f"'{options.run}' is not a finished main.py run (no configs/*-project.yaml or "
+                              "checkpoints/last.ckpt)")
     config = load_config(configs)
     model = instantiate_from_config(config.model)
     checkpoint = load_training_checkpoint(checkpoint_path)
@@ -40,8 +44,10 @@ def main() -> int:
     folder = export_model(model.eval(), config, options.folder, half_precision=options.half,
                           first_stage_weights=options.first_stage)
     print(f"wrote {folder} from step {checkpoint['global_step']}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    arguments = get_parser().parse_args()
+    with command_line_errors("export_model", arguments.debug):
+        main(arguments)
+    sys.exit(0)

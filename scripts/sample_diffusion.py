@@ -24,8 +24,8 @@ import torch
 from omegaconf import OmegaConf
 
 from ldm_lite.checkpoint import atomic_write
-from ldm_lite.sampling import (SamplingError, check_sampling_options, command_line_errors, is_caption_model,
-                               load_for_sampling, sample_images, save_png)
+from ldm_lite.sampling import (SamplingError, check_sampling_options, check_writable_folder, command_line_errors,
+                               is_caption_model, load_for_sampling, sample_images, save_png)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -68,6 +68,7 @@ def main(args: argparse.Namespace, overrides: list[str]) -> None:
         folder = Path(args.logdir) / loaded.folder.resolve().name
     run_dir = folder / "samples" / f"{loaded.global_step:08}" / now
     image_dir, numpy_dir = run_dir / "img", run_dir / "numpy"
+    check_writable_folder(run_dir, "the output folder")
 
     batches = math.ceil(args.n_samples / args.batch_size)
     steps = model.num_timesteps if sampler == "ddpm" else args.custom_steps

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from ldm_lite.checkpoint import atomic_write
-from ldm_lite.sampling import (SamplingError, check_sampling_options, command_line_errors, default_model_folder,
-                               filename_from_prompt, is_caption_model, latent_shape, load_for_sampling,
-                               sample_images, save_png)
+from ldm_lite.sampling import (SamplingError, check_sampling_options, check_writable_folder, command_line_errors,
+                               default_model_folder, filename_from_prompt, is_caption_model, latent_shape,
+                               load_for_sampling, sample_images, save_png)
 from ldm_lite.samplers import SAMPLERS
 from ldm_lite.util import images_to_grid
 
@@ -72,6 +72,7 @@ def main(args: argparse.Namespace) -> None:
                             f"'{model.cond_stage_key}'): use scripts/sample_diffusion.py")
     check_sampling_options(model, sampler, args.ddim_steps, args.ddim_eta)
     latent_shape(model, args.n_samples, args.H, args.W)  # validates H and W
+    check_writable_folder(args.outdir, "--outdir")
     seed = args.seed if args.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
 
     rows = []

@@ -40,6 +40,7 @@ import json
 import os
 import re
 import sys
+import warnings
 import zlib
 from multiprocessing import Pool
 from pathlib import Path
@@ -312,8 +313,10 @@ def _candidates(openclipart_root: Path, tuxpaint_root: Path, english_words: froz
 def _render_file(job: tuple[str, int]) -> np.ndarray | None:
     path, size = job
     try:
-        with Image.open(path) as image:
-            return None if max(image.size) > MAX_SOURCE_PX else render_on_white(image, size)
+        with warnings.catch_warnings():  # the posters above MAX_SOURCE_PX are skipped, not decoded
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return None if max(image.size) > MAX_SOURCE_PX else render_on_white(image, size)
     except (OSError, Image.DecompressionBombError):  # an unreadable file is left out like a blank one
         return None
 

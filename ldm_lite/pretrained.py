@@ -71,25 +71,24 @@ def first_stage_config_from_folder(folder: str | Path, made_by: str | None = Non
     return {"target": model["target"], "params": params}
 
 
-def first_stage_from_folder(folder: str, image_size: int | None = None, latent_size: int | None = None,
+def first_stage_from_folder(folder: str | Path, image_size: int | None = None, latent_size: int | None = None,
                             latent_channels: int | None = None, made_by: str | None = None) -> torch.nn.Module:
     """The frozen first stage of an LDM config, read from the model folder an autoencoder run was exported
     to (its architecture from `config.yaml`, its weights beside it), so that the LDM config never repeats
     the autoencoder's sizes. `image_size`, `latent_size` and `latent_channels` (the LDM's data size and
     `image_size` / `channels`) are checked against it; `made_by` is the command that makes the folder,
-    named when it is missing."""
+    named when it is missing or trained at another size."""
     config = first_stage_config_from_folder(folder, made_by)
     params = dict(config["params"])
     weights = params.pop("ckpt_path")
-    model = instantiate_from_config({"target": config["target"], "params": params})
-    load_weights(model, load_state_dict_file(weights), source=f"first stage '{weights}'")
-    trained_on = (params.get("ddconfig") or {}).get("resolution")
-    retrain = f"retrain it at {image_size} px (`{made_by} SIZE={image_size}`)" if made_by else f"retrain it at {image_size} px"
+    ddconfig = params.get("ddconfig") or {}
+    trained_on = ddconfig.get("resolution")
     if image_size is not None and trained_on is not None and trained_on != image_size:
+        retrain = f"`{made_by} SIZE={image_size}`" if made_by else "its config"
         raise ValueError(f"first stage '{folder}' was trained on {trained_on}x{trained_on} images, these are "
-                         f"{image_size}x{image_size}: {retrain}, or train the LDM at {trained_on} px")
-    encoder = getattr(model, "encoder", None)
-    factor = 2 ** (encoder.num_resolutions - 1) if encoder is not None else 1
+                         f"{image_size}x{image_size}: retrain it at {image_size} px ({retrain}), or train the LDM "
+                         f"at {trained_on} px")
+    factor = 2 ** (len(ddconfig.get("ch_mult", [1])) - 1)  # one downsampling per level after the first
     if image_size is not None and latent_size is not None and image_size != latent_size * factor:
         raise ValueError(f"{image_size} px images make {image_size // factor}x{image_size // factor} latents with "
                          f"this f={factor} first stage, but model.params.image_size is {latent_size}: set "
@@ -98,7 +97,8 @@ def first_stage_from_folder(folder: str, image_size: int | None = None, latent_s
     if latent_channels is not None and channels is not None and channels != latent_channels:
         raise ValueError(f"first stage '{folder}' makes {channels}-channel latents but model.params.channels is "
                          f"{latent_channels}: set model.params.channels={channels}")
-    return model
+    model = instantiate_from_config({"target": config["target"], "params": params})
+    return load_weights(model, load_state_dict_file(weights), source=f"first stage '{weights}'")
 
 
 def inference_config(config: DictConfig, first_stage_weights: str | None = None) -> DictConfig:

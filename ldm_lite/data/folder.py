@@ -266,10 +266,11 @@ class ImageFolderDataset(ImagePathsDataset):
         if len(paths) >= 2 and validation_fraction > 0 and (all(validation) or not any(validation)):
             # tiny folders: the hash put everything on one side; move the first file by key order across
             validation[0] = not validation[0]
-        for name in set(folder_of.values()):  # every class keeps at least one training image
-            members = [index for index, path in enumerate(paths) if folder_of[path] == name]
-            if all(validation[index] for index in members):
-                validation[members[0]] = False
+        trained_classes = {folder_of[path] for path, held_out in zip(paths, validation) if folder_of and not held_out}
+        for index, path in enumerate(paths):  # every class keeps at least one training image
+            if folder_of and folder_of[path] not in trained_classes:
+                validation[index] = False
+                trained_classes.add(folder_of[path])
         return [p for p, v in zip(paths, validation) if v == (self.split == "validation")]
 
     def _readable(
@@ -279,8 +280,8 @@ class ImageFolderDataset(ImagePathsDataset):
         """Keep the files that open (fully decoded when preloading); warn once about the rest, refuse
         the folder past `max_unreadable_fraction`, and say once how many images were resized or converted."""
         if not paths:
-            raise ValueError(f"the {self.split} split of {self.root} holds no image: a folder needs two or more images, "
-                             "and validation_fraction above 0 for a validation split")
+            raise ValueError(f"the {self.split} split of {self.root} holds no image: add images (two or more in all), "
+                             "and for a validation split set validation_fraction above 0")
         kept, arrays, bad = [], [], []
         first_error = ""
         sizes: list[tuple[int, int]] = []

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 
-from ldm_lite.util import instantiate_from_config
+from ldm_lite.util import check_targets, instantiate_from_config, safe_targets_requested
 
 
 class CheckpointError(ValueError):
@@ -185,8 +185,10 @@ def save_model(weights: torch.nn.Module | Mapping[str, torch.Tensor], config: Di
     return folder
 
 
-def load_model_folder(folder: str | Path) -> torch.nn.Module:
-    """Load a model saved by `save_model` (or an original `models/ldm/<name>/` with `model.ckpt`)."""
+def load_model_folder(folder: str | Path, safe_targets: bool | None = None) -> torch.nn.Module:
+    """Load a model saved by `save_model` (or an original `models/ldm/<name>/` with `model.ckpt`).
+    `safe_targets` (default: the LDM_LITE_SAFE_TARGETS variable) refuses a config whose targets lie
+    outside this library (`ldm_lite.util.check_targets`): configs are code."""
     folder = Path(folder)
     config_path = folder / "config.yaml"
     if not config_path.is_file():
@@ -195,4 +197,7 @@ def load_model_folder(folder: str | Path) -> torch.nn.Module:
     if weights is None:
         raise CheckpointError(f"model folder '{folder}' has no model.safetensors or model.ckpt: "
                               "train it (see the folder's README) or run scripts/download_models.sh")
-    return load_model_from_config(OmegaConf.load(config_path), weights)
+    config = OmegaConf.load(config_path)
+    if safe_targets if safe_targets is not None else safe_targets_requested():
+        check_targets(config, where=str(config_path))
+    return load_model_from_config(config, weights)

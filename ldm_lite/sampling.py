@@ -29,7 +29,8 @@ from ldm_lite.data.transforms import pil_to_rgb_array
 from ldm_lite.samplers import SAMPLERS, make_sampler
 from ldm_lite.samplers.inpainting import composite
 from ldm_lite.samplers.schedule import check_steps
-from ldm_lite.util import default_device, instantiate_from_config, tensor_to_pil
+from ldm_lite.util import (check_targets, default_device, instantiate_from_config, safe_targets_requested,
+                           tensor_to_pil)
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 WEIGHT_NAMES = ("model.safetensors", "model.ckpt", "checkpoints/last.ckpt")
@@ -109,12 +110,18 @@ def _read_configs(config_files: Sequence[Path], overrides: Sequence[str] = ()) -
 
 def load_for_sampling(resume: str | Path | None = None, config: str | Path | None = None,
                       ckpt: str | Path | None = None, device: torch.device | str | None = None,
-                      overrides: Sequence[str] = ()) -> LoadedModel:
+                      overrides: Sequence[str] = (), safe_targets: bool | None = None) -> LoadedModel:
     """Build the model from its config, load its weights strictly and move it to `device`
     (default: `default_device()`). Accepts this project's and the original repository's configs
-    and checkpoints (original `ldm.*` targets are translated)."""
+    and checkpoints (original `ldm.*` targets are translated). Configs are code: `safe_targets`
+    (default: the LDM_LITE_SAFE_TARGETS variable) refuses targets outside this library."""
     config_files, weights, folder = find_model_files(resume, config, ckpt)
     config = _read_configs(config_files, overrides)
+    if safe_targets if safe_targets is not None else safe_targets_requested():
+        try:
+            check_targets(config, where=str(config_files[0]))
+        except ValueError as error:
+            raise SamplingError(str(error)) from None
     try:
         model = instantiate_from_config(config.model)
     except (TypeError, ValueError, KeyError, FileNotFoundError) as error:
@@ -240,10 +247,10 @@ def latent_shape(model: torch.nn.Module, batch_size: int, height: int | None = N
 # A block holds its input, its output and a few temporaries at once: the largest single activation
 # of a forward, times this, plus the UNet's skip connections, is its peak. AttentionBlock (UNet) and
 # AttnBlock (first stage) hand SDPA strided q, k, v, which only its math kernel takes: it holds
-# about two and a half (heads x tokens x tokens) matrices at once (scores, softmax, allocator slack). Checked against measured peaks in
+# (heads x tokens x tokens) matrices for the scores and the softmax at once; 3 leaves some slack. Checked against measured peaks in
 # tests/test_hardening.py.
 WORKING_SET = 4
-ATTENTION_MATRICES = 2.5
+ATTENTION_MATRICES = 3
 _ESTIMATES: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[float, float], tuple[float, float]]]" = \
     weakref.WeakKeyDictionary()
 

@@ -6,7 +6,7 @@ import importlib
 import os
 import random
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -61,6 +61,11 @@ def get_obj_from_str(target: str) -> Any:
 def instantiate_from_config(config: Mapping[str, Any], **extra_kwargs: Any) -> Any:
     """Build `target(**params, **extra_kwargs)` from a `{target, params}` mapping (OmegaConf or dict).
 
+    Configs are code: `target` may name any importable callable, and it is called with `params`,
+    as in the original (`target: os.system` with `params: {command: ...}` runs a shell command).
+    Treat a config like a script and only use configs you trust; `check_targets` (on for model
+    folders with LDM_LITE_SAFE_TARGETS=1) refuses targets outside this library and torch.nn.
+
     The two special values of the original configs are kept: `__is_first_stage__` and
     `__is_unconditional__` return None (the caller handles them)."""
     if config in ("__is_first_stage__", "__is_unconditional__"):
@@ -73,6 +78,32 @@ def instantiate_from_config(config: Mapping[str, Any], **extra_kwargs: Any) -> A
 
         params = OmegaConf.to_container(params, resolve=True)
     return get_obj_from_str(config["target"])(**params, **extra_kwargs)
+
+
+SAFE_TARGET_PREFIXES: tuple[str, ...] = ("ldm_lite.", "torch.nn.")
+
+
+def safe_targets_requested() -> bool:
+    """Whether LDM_LITE_SAFE_TARGETS asks model loaders to run `check_targets` (any value but '' and 0)."""
+    return os.environ.get("LDM_LITE_SAFE_TARGETS", "") not in ("", "0")
+
+
+def check_targets(config: Any, prefixes: tuple[str, ...] = SAFE_TARGET_PREFIXES, where: str = "config") -> None:
+    """Allow-list mode: raise ValueError when any `target` in `config` (nested mappings and lists;
+    original `ldm.*` targets translated first) names something outside `prefixes`."""
+    if isinstance(config, Mapping):
+        for key, value in config.items():
+            if key == "target" and isinstance(value, str):
+                target = ORIGINAL_TARGETS.get(value, value)
+                if not target.startswith(prefixes):
+                    raise ValueError(f"{where}.target '{value}' is outside the allowed targets "
+                                     f"({', '.join(prefix + '*' for prefix in prefixes)}): configs are code; unset "
+                                     "LDM_LITE_SAFE_TARGETS only for a config you trust")
+            else:
+                check_targets(value, prefixes, f"{where}.{key}")
+    elif isinstance(config, Sequence) and not isinstance(config, str):
+        for index, value in enumerate(config):
+            check_targets(value, prefixes, f"{where}[{index}]")
 
 
 def seed_everything(seed: int) -> None:

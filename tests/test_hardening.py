@@ -3,14 +3,40 @@ the fix: image modes, the UNet and quantizer numerics, one-line errors, size gua
 resuming with a new learning rate, exit codes and disk-full handling."""
 from __future__ import annotations
 
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
+import main
+from ldm_lite import sampling
+from ldm_lite.checkpoint import load_model_folder
+from ldm_lite.config import load_config
 from ldm_lite.data.folder import load_image
 from ldm_lite.data.transforms import pil_to_rgb_array
+from ldm_lite.run_lock import RunLock, RunLockedError
+from ldm_lite.train import read_metrics
+from ldm_lite.util import instantiate_from_config
+from tests.conftest import ROOT, run_cli
+from tests.test_interrupt import _wait_for_logdir, all_checkpoints_load, start, wait_for_step
 from tests.test_scripts import inpainting_dir, models, run_script  # noqa: F401 (fixtures)
+
+TOY = "tests/configs/toy.yaml"
+
+
+def train_main(*arguments: str) -> int:
+    """main.py in this process (its exit status; output goes to capsys)."""
+    return main.main(list(arguments))
 
 # ----------------------------------------------------------------------------- image modes (item 2)
 
@@ -133,3 +159,280 @@ def test_vector_quantizer_in_every_dtype(dtype):
         assert z_q.dtype == loss.dtype == perplexity.dtype == dtype
         assert torch.equal(indices, expected)
         quantizer.float()
+
+
+# ----------------------------------------------------------------------------- two trainings of one run (items 1, 7)
+
+@pytest.mark.slow
+def test_a_second_training_of_a_live_run_is_refused(tmp_path):
+    """The second process used to delete the first one's in-flight temporaries (crashing it), move
+    last.ckpt back and duplicate metrics rows. Now it is refused; the first trains on."""
+    first = start(tmp_path)
+    try:
+        logdir = _wait_for_logdir(tmp_path, first)
+        checkpoints = logdir / "checkpoints"
+        wait_for_step(checkpoints, 3, first)
+        second = run_cli("main.py", "-r", str(logdir), "-t", "--max_steps", "9")
+        assert second.returncode == 1, second.stdout
+        error_lines = [line for line in second.stderr.splitlines() if "error:" in line]
+        assert len(error_lines) == 1 and "Traceback" not in second.stderr, second.stderr
+        assert f"is being trained by pid {first.pid} on host" in error_lines[0]
+        reached = max(all_checkpoints_load(checkpoints).values())
+        wait_for_step(checkpoints, reached + 6, first)  # the first run goes on saving
+        first.send_signal(signal.SIGINT)
+        _, stderr = first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert first.returncode == 130  # 128 + SIGINT, after saving
+    assert "error:" not in stderr and "Traceback" not in stderr, stderr
+    saved = torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"]
+    assert f"received SIGINT: saved {checkpoints / 'last.ckpt'} at step {saved}" in stderr
+    steps = [row for row in read_metrics(logdir / "metrics.csv")["train/rec_loss"][0]]
+    assert steps == sorted(set(steps))  # no step logged twice
+    assert not (logdir / "run.lock").exists()
+
+    # A lock left by a process that has ended is stale: taken over, and its temporaries removed.
+    (logdir / "run.lock").write_text('{"pid": 4242, "host": "elsewhere", "started": "yesterday"}\n')
+    (checkpoints / ".last.ckpt.k1ll3d.tmp").write_bytes(b"partial")
+    resumed = run_cli("main.py", "-r", str(logdir), "-t", "--max_steps", str(saved + 1))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "was locked by pid 4242 on host elsewhere (since yesterday), which has ended" in resumed.stdout
+    assert not list(checkpoints.glob(".*.tmp")) and not (logdir / "run.lock").exists()
+
+
+def test_run_lock_names_its_holder_and_is_released(tmp_path):
+    with RunLock(tmp_path / "run") as lock:
+        holder = json.loads(lock.path.read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()} on host"):
+            RunLock(tmp_path / "run").acquire()  # flock is per open file: refused in-process too
+    assert not (tmp_path / "run" / "run.lock").exists()
+    with RunLock(tmp_path / "run") as again:
+        assert again.stale_holder is None
+
+
+# ----------------------------------------------------------------------------- resuming with a new learning rate (item 3)
+
+def test_resume_applies_a_changed_learning_rate(tmp_path, capsys):
+    assert train_main("--base", TOY, "-t", "--max_steps", "20", "-l", str(tmp_path)) == 0
+    (logdir,) = tmp_path.iterdir()
+    capsys.readouterr()
+    assert train_main("-r", str(logdir / "checkpoints" / "step=000010.ckpt"), "-t", "--max_steps", "20",
+                      "model.base_learning_rate=2e-4") == 0
+    printed = capsys.readouterr().out
+    assert "Setting learning rate to 1.60e-03" in printed  # 8 (batch) x 2e-4
+    assert "The learning rate changed since the checkpoint (8.00e-04 -> 1.60e-03)" in printed
+    steps, rates = read_metrics(logdir / "metrics.csv")["train/lr"]
+    used = dict(zip(steps, rates))
+    assert steps == sorted(set(steps))  # steps 11-20, logged before, were dropped and logged once again
+    assert used[10] == pytest.approx(8e-4) and all(used[step] == pytest.approx(1.6e-3) for step in range(11, 21))
+    newest = sorted((logdir / "configs").glob("*-project.yaml"))[-1]
+    assert OmegaConf.load(newest).model.base_learning_rate == 2e-4
+    last = torch.load(logdir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1.6e-3)
+
+
+# ----------------------------------------------------------------------------- one clear line (items 4, 5, 7)
+
+def assert_one_error_line(code: int, stderr: str, *words: str) -> None:
+    assert code == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    error_lines = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1, stderr
+    for word in words:
+        assert word in error_lines[0], error_lines[0]
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (["--base", "BAD_YAML", "-t"], ["not valid YAML at line 3, column 10", "mapping values are not allowed"]),
+    (["--base", TOY, "-t", "data.params.batch_size=abc"], ["data.params.batch_size=abc", "an integer", "'abc'"]),
+    (["--base", TOY, "-t", "model.params.channels=abc"], ["model.params.channels=abc", "an integer", "'abc'"]),
+    (["--base", TOY, "model.params.channels=3", "-t"], ["'model.params.channels=3'", "overrides after all the flags"]),
+    (["--base", TOY, "-t", "model.base_learning_rate=1e37"], ["overflows float32", "base_learning_rate"]),
+    (["--base", TOY, "-t", "--max_steps", "0"], ["max_steps is 0", "positive"]),
+    (["--base", TOY, "-t", "--max_epochs", "0"], ["max_epochs is 0", "positive"]),
+    (["--base", TOY, "-t", "--max_epochs", "-3"], ["max_epochs is -3", "positive"]),
+])
+def test_main_bad_input_gives_one_clear_line(arguments, words, tmp_path, capsys):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("model:\n  target: x\n   params: 3\n")
+    arguments = [str(bad_yaml) if argument == "BAD_YAML" else argument for argument in arguments]
+    code = train_main(*arguments, "-l", str(tmp_path / "logs"))
+    assert_one_error_line(code, capsys.readouterr().err, *words)
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())  # no run folder left
+
+
+def test_inf_loss_in_float32_does_not_suggest_float32(tmp_path, capsys):
+    code = train_main("--base", TOY, "-t", "model.base_learning_rate=1e36", "-l", str(tmp_path))
+    stderr = capsys.readouterr().err
+    assert_one_error_line(code, stderr, "loss is inf", "lower the learning rate")
+    assert "precision" not in stderr
+
+
+def write_run(folder: Path, checkpoint: dict | None) -> Path:
+    """A main.py log dir with the toy config and `checkpoint` (None: a truncated file) as last.ckpt."""
+    (folder / "configs").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    OmegaConf.save(load_config([ROOT / TOY]), folder / "configs" / "2026-01-01T00-00-00-project.yaml")
+    path = folder / "checkpoints" / "last.ckpt"
+    torch.save(checkpoint or {"state_dict": {"weight": torch.zeros(5000)}}, path)
+    if checkpoint is None:
+        path.write_bytes(path.read_bytes()[:5000])  # torch.load: OSError [Errno 22] Invalid argument
+    return folder
+
+
+def test_truncated_checkpoint(tmp_path, capsys, run_script):
+    run = write_run(tmp_path / "run", None)
+    assert_one_error_line(train_main("-r", str(run), "-t"), capsys.readouterr().err,
+                          "last.ckpt' is truncated or corrupt (5000 bytes")
+    result = run_script("scripts/export_model.py", str(run), str(tmp_path / "exported"))
+    assert_one_error_line(result.returncode, result.stderr, "last.ckpt' is truncated or corrupt")
+    assert not (tmp_path / "exported").exists()
+
+
+def test_export_model_to_a_file(tmp_path, run_script):
+    model = instantiate_from_config(load_config([ROOT / TOY]).model)
+    run = write_run(tmp_path / "run", {"state_dict": model.state_dict(), "global_step": 3})
+    (tmp_path / "taken").write_text("a file")
+    result = run_script("scripts/export_model.py", str(run), str(tmp_path / "taken"))
+    assert_one_error_line(result.returncode, result.stderr, "'" + str(tmp_path / "taken") + "': it is a file")
+    assert run_script("scripts/export_model.py", str(run), str(tmp_path / "model")).returncode == 0
+
+
+def test_truncated_safetensors_names_the_file(models, tmp_path, run_script):
+    folder = tmp_path / "model"
+    shutil.copytree(models["uncond"], folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    result = run_script("scripts/sample_diffusion.py", "-r", str(folder), "-n", "1", "-c", "2", "--device", "cpu")
+    assert_one_error_line(result.returncode, result.stderr, f"'{weights}' is truncated or corrupt")
+
+
+def test_full_disk_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    """torch.save on a full disk fails with '[enforce fail at inline_container.cc:672] ... unexpected
+    pos'; the message now says that the disk is full, where, and which checkpoint is kept."""
+    real_save, calls = torch.save, []
+
+    def save_on_a_disk_that_fills(state, path):
+        calls.append(path)
+        if len(calls) <= 2:  # step=000010.ckpt and last.ckpt at step 10 fit, nothing after
+            return real_save(state, path)
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", save_on_a_disk_that_fills)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    code = train_main("--base", TOY, "-t", "--max_steps", "30", "-l", str(tmp_path))
+    (logdir,) = tmp_path.iterdir()
+    last = logdir / "checkpoints" / "last.ckpt"
+    assert_one_error_line(code, capsys.readouterr().err, f"the disk holding {logdir} is full",
+                          f"the last good checkpoint, {last} at step 10, is kept", f"main.py -r {logdir} -t")
+    monkeypatch.undo()
+    assert torch.load(last, weights_only=True)["global_step"] == 10
+    assert not list((logdir / "checkpoints").glob(".*.tmp"))
+
+
+def test_full_disk_at_the_start_leaves_no_run_folder(tmp_path, capsys, monkeypatch):
+    def no_space(*arguments, **keywords):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(OmegaConf, "save", no_space)
+    code = train_main("--base", TOY, "-t", "--max_steps", "5", "-l", str(tmp_path))
+    assert_one_error_line(code, capsys.readouterr().err, "is full")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- size guards (item 6)
+
+def test_memory_guard_refuses_what_does_not_fit_before_sampling(models, tmp_path, run_script, monkeypatch):
+    monkeypatch.setattr(sampling, "available_memory", lambda device: 20 * 2**20)  # 20 MB free
+    result = run_script("scripts/txt2img.py", "--prompt", "a red circle", "--outdir", str(tmp_path / "out"),
+                        "-r", str(models["text"]), "--H", "512", "--W", "256", "--n_samples", "2", "--ddim_steps", "2",
+                        "--device", "cpu")
+    assert_one_error_line(result.returncode, result.stderr, "sampling 2 image(s) of 256x512 needs about",
+                          "is free on cpu: the largest size that fits is ")
+    fits = re.search(r"fits is (\d+)x(\d+)", result.stderr)
+    width, height = int(fits.group(1)), int(fits.group(2))
+    assert height == 2 * width and height % 4 == 0  # aspect kept, a multiple of f x 2 ** (levels - 1)
+    assert not (tmp_path / "out").exists()
+    again = run_script("scripts/txt2img.py", "--prompt", "a red circle", "--outdir", str(tmp_path / "out"),
+                       "-r", str(models["text"]), "--H", str(height), "--W", str(width), "--n_samples", "2",
+                       "--ddim_steps", "2", "--device", "cpu")
+    assert again.returncode == 0, again.stderr
+
+
+def test_memory_guard_without_patches(models):
+    loaded = sampling.load_for_sampling(models["text"], device="cpu")
+    with pytest.raises(sampling.SamplingError, match="largest size that fits"):
+        sampling.check_memory(loaded.model, 4, 2**17, 2**17, guided=True)  # terabytes
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's peak-RSS reset")
+def test_memory_estimate_is_close_to_the_measured_peak():
+    """On CPU the growth of the peak resident memory while sampling lies within the estimate, and
+    the estimate within twice it, for a UNet with AttentionBlock (quadratic SDPA) and a decoder."""
+    result = run_cli("-c", MEASURE_PEAK)
+    assert result.returncode == 0, result.stderr
+    measured, estimated = map(float, result.stdout.split())
+    assert measured <= estimated <= 2 * measured, (measured, estimated)
+
+
+MEASURE_PEAK = """
+import copy, torch
+from ldm_lite import sampling
+from ldm_lite.util import instantiate_from_config
+from tests.test_scripts import CONFIGS
+config = copy.deepcopy(CONFIGS["uncond"]["model"])
+config["params"]["unet_config"]["params"].update(attention_resolutions=[1])
+torch.manual_seed(0)
+model = instantiate_from_config(config).eval()
+estimate = sampling.sampling_memory(model, 2, 96, 96, guided=False)
+sampling.sample_images(model, 1, steps=2, height=16, width=16)
+status = lambda field: int(next(line for line in open("/proc/self/status") if line.startswith(field)).split()[1])
+open("/proc/self/clear_refs", "w").write("5")  # the peak resident size starts again from here
+resident = status("VmRSS:")
+sampling.sample_images(model, 2, steps=1, height=96, width=96)
+print((status("VmHWM:") - resident) * 1024, estimate)
+"""
+
+
+def test_output_folder_is_checked_before_sampling(models, tmp_path, run_script):
+    (tmp_path / "file").write_text("not a folder")
+    result = run_script("scripts/txt2img.py", "--prompt", "x", "--outdir", str(tmp_path / "file" / "out"),
+                        "-r", str(models["text"]), "--n_samples", "1", "--ddim_steps", "2", "--device", "cpu")
+    assert_one_error_line(result.returncode, result.stderr, f"'{tmp_path / 'file'}' is a file")
+
+
+def test_inpaint_shrinks_images_larger_than_the_working_size(models, inpainting_dir, tmp_path, run_script):
+    generator = np.random.default_rng(1)
+    Image.fromarray(generator.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(inpainting_dir / "0.png")
+    mask = np.zeros((24, 40), np.uint8)
+    mask[5:15, 10:30] = 255
+    Image.fromarray(mask).save(inpainting_dir / "0_mask.png")
+    result = run_script("scripts/inpaint.py", "--indir", str(inpainting_dir), "--outdir", str(tmp_path / "out"),
+                        "--steps", "2", "-r", str(models["inpainting"]), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "is 40x24, larger than the model's working size 16x16: inpainting it at 16x8" in result.stderr
+    inpainted = np.asarray(Image.open(tmp_path / "out" / "0.png"), dtype=np.int16)
+    original = np.asarray(Image.open(inpainting_dir / "0.png"), dtype=np.int16)
+    assert inpainted.shape == original.shape
+    assert np.abs(inpainted - original)[mask < 128].max() <= 1  # kept pixels exact at full size
+    assert np.abs(inpainted - original)[mask >= 128].mean() > 5
+
+
+# ----------------------------------------------------------------------------- configs are code (item 8)
+
+def test_safe_targets_refuse_a_config_that_runs_code(models, tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    shutil.copytree(models["uncond"], folder)
+    config = OmegaConf.load(folder / "config.yaml")
+    config.model.params.first_stage_config.params.lossconfig.target = "os.getcwd"  # could be os.system
+    OmegaConf.save(config, folder / "config.yaml")
+    monkeypatch.setenv("LDM_LITE_SAFE_TARGETS", "1")
+    with pytest.raises(sampling.SamplingError, match=r"lossconfig.target 'os.getcwd' is outside the allowed"):
+        sampling.load_for_sampling(folder, device="cpu")
+    with pytest.raises(ValueError, match="'os.getcwd' is outside the allowed targets"):
+        load_model_folder(folder)
+    assert load_model_folder(models["uncond"]) is not None  # this library's own targets pass
+    assert "Configs are code" in instantiate_from_config.__doc__

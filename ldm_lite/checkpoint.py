@@ -38,9 +38,14 @@ class DiskFullError(OSError):
 FULL_DISK_MARGIN = 16 * 2**20
 
 
-def disk_is_full(error: BaseException, folder: str | Path) -> bool:
-    """Whether `error`, raised while writing into `folder`, means that the disk (or quota) is full."""
-    if isinstance(error, DiskFullError) or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+def disk_is_full(error: BaseException | None) -> bool:
+    """Whether `error` says that a disk (or a quota) is full."""
+    return isinstance(error, DiskFullError) or getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _failed_for_space(error: BaseException, folder: Path) -> bool:
+    """Whether a write into `folder` that raised `error` failed because the disk is full."""
+    if disk_is_full(error):
         return True
     try:
         return isinstance(error, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < FULL_DISK_MARGIN
@@ -64,7 +69,7 @@ def atomic_write(path: str | Path, write: Any) -> Path:
             os.fsync(written.fileno())
         os.replace(temporary, path)
     except BaseException as error:
-        full = disk_is_full(error, path.parent)  # before the partial file is removed and frees space
+        full = _failed_for_space(error, path.parent)  # before the partial file is removed and frees space
         Path(temporary).unlink(missing_ok=True)
         if full:
             raise DiskFullError(f"the disk holding '{path.parent}' is full: '{path.name}' was not written "

@@ -180,6 +180,16 @@ class RunLogger:
         if self.tensorboard is not None:
             self.tensorboard.close()
 
+    def finish(self, after_failure: bool = False) -> None:
+        """Plot the loss curve and close the files. After a failure (a full disk, say) this is best
+        effort, so that the error that stopped training is the one reported."""
+        for step in (self.plot_loss_curve, self.close):
+            try:
+                step()
+            except OSError:
+                if not after_failure:
+                    raise
+
 
 def _drop_rows_after(metrics_path: Path, step: int) -> None:
     """Keep the rows of `metrics.csv` up to `step`: a run killed after its last checkpoint logged
@@ -571,17 +581,24 @@ def _train(config: DictConfig, settings: TrainerSettings, accelerator: Accelerat
         # Whatever stopped the loop, the last completed step is not lost.
         if is_main:
             last = logdir / "checkpoints" / "last.ckpt"
-            try:
-                if unsaved_progress():
+            save_error = None
+            if unsaved_progress():
+                try:
                     save_training_checkpoint(checkpoint_state(), last)
                     saved_step = global_step
-            except (OSError, RuntimeError) as save_error:
-                if not (disk_is_full(save_error, last.parent) or disk_is_full(error, last.parent)):
-                    raise
-                kept = (f"the last good checkpoint, {last} at step {saved_step}, is kept" if saved_step is not None
-                        else f"no checkpoint of this run could be saved (a {last.name} from before, if any, is kept)")
-                raise DiskFullError(f"the disk holding {logdir} is full at step {global_step}: {kept}; free some "
-                                    f"space, then resume with main.py -r {logdir} -t") from error
+                except (OSError, RuntimeError) as failure:
+                    save_error = failure
+            if disk_is_full(save_error) or disk_is_full(error):
+                resume = f"free some space, then resume with main.py -r {logdir} -t"
+                if saved_step is not None:
+                    kept = f"the last good checkpoint, {last} at step {saved_step}, is kept; {resume}"
+                elif resume_from is not None:
+                    kept = f"the checkpoint it resumed from, {resume_from} at step {start_step}, is kept; {resume}"
+                else:
+                    kept = "no checkpoint could be saved; free some space and train again"
+                raise DiskFullError(f"the disk holding {logdir} is full at step {global_step}: {kept}") from error
+            if save_error is not None:
+                raise save_error
             if saved_step is not None:
                 state = f"saved {last} at step {saved_step}"
             else:
@@ -592,8 +609,7 @@ def _train(config: DictConfig, settings: TrainerSettings, accelerator: Accelerat
     finally:
         progress_bar.close()
         if logger is not None:
-            logger.plot_loss_curve()
-            logger.close()
+            logger.finish(after_failure=sys.exc_info()[0] is not None)
     if len(optimizers) > 1:
         for optimizer in optimizers:
             for group in optimizer.param_groups:

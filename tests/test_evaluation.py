@@ -110,8 +110,8 @@ def _images_and_mask() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def test_hole_metrics_see_only_the_hole():
     original, result, mask = _images_and_mask()
     changed_outside = result + (1 - mask) * 0.7  # anything outside the hole, even next to it
-    assert torch.allclose(hole_psnr(changed_outside, original, mask, reduce=False), hole_psnr(result, original, mask, reduce=False))
-    assert torch.allclose(hole_ssim(changed_outside, original, mask, reduce=False), hole_ssim(result, original, mask, reduce=False))
+    for metric in (hole_psnr, hole_ssim):
+        assert torch.allclose(metric(changed_outside, original, mask, reduce=False), metric(result, original, mask, reduce=False))
     squared_error = ((result - original) ** 2 * mask).sum((1, 2, 3)) / (3 * mask.sum((1, 2, 3)))
     assert torch.allclose(hole_psnr(result, original, mask, reduce=False), 10 * torch.log10(4 / squared_error))
     assert hole_ssim(original, original, mask).item() == pytest.approx(1.0)
@@ -145,7 +145,8 @@ def test_telea_beats_the_mean_colour_on_a_smooth_image():
     smooth = torch.stack([ramp[None, :].expand(24, 24), ramp[:, None].expand(24, 24), -ramp[None, :].expand(24, 24)])[None]
     mask = torch.zeros(1, 1, 24, 24)
     mask[:, :, 9:14, 9:14] = 1
-    assert hole_psnr(opencv_inpaint(smooth, mask, "telea"), smooth, mask) > hole_psnr(mean_colour_fill(smooth, mask), smooth, mask)
+    telea, mean_colour = opencv_inpaint(smooth, mask, "telea"), mean_colour_fill(smooth, mask)
+    assert hole_psnr(telea, smooth, mask) > hole_psnr(mean_colour, smooth, mask)
 
 
 # ----------------------------------------------------------------------------- the shipped networks
@@ -178,24 +179,27 @@ def test_shipped_feature_net_reproduces_its_stored_emoji_accuracy(emoji_validati
 
 @pytest.mark.skipif(not (FEATURE_NET / "model.safetensors").is_file(), reason="feature net not trained yet")
 def test_feature_net_fid_separates_degraded_and_collapsed_sets(emoji_validation):
-    """Real emoji vs other real emoji is the floor; blurred, colour-shifted and collapsed sets of
-    the same images score worse on FID / recall."""
+    """Held-out emoji vs 156 random training emoji is the floor; the same training emoji blurred
+    (Gaussian, sigma 2 px at 64 px: the net learnt to ignore the slight blur of a 32-px round trip)
+    or colour-shifted score clearly worse, and one image repeated has no recall."""
     from ldm_lite.data.emoji import EmojiDataset
     from ldm_lite.evaluation.feature_net import load_feature_net
 
     net = load_feature_net(FEATURE_NET, verbose=False).model
     reference, _ = emoji_validation
     train = EmojiDataset(size=64, split="train")
-    other_real = torch.from_numpy(train.images[:156]).permute(0, 3, 1, 2).float() / 127.5 - 1
-    kernel = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
-    kernel = (kernel[:, None] * kernel[None, :] / 256).expand(3, 1, 5, 5)
-    blurred = F.conv2d(F.pad(other_real, (2, 2, 2, 2), mode="replicate"), kernel, groups=3)
-    shifted = (other_real + torch.tensor([0.3, -0.2, -0.3])[None, :, None, None]).clamp(-1, 1)
+    chosen = np.random.default_rng(0).permutation(len(train))[:156]
+    other_real = torch.from_numpy(train.images[chosen]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    profile = torch.exp(-torch.arange(-4.0, 5.0) ** 2 / 8)
+    kernel = (profile[:, None] * profile[None, :] / profile.sum() ** 2).expand(3, 1, 9, 9)
+    blurred = F.conv2d(F.pad(other_real, (4, 4, 4, 4), mode="replicate"), kernel, groups=3)
+    shifted = (other_real + torch.tensor([0.15, -0.1, -0.15])[None, :, None, None]).clamp(-1, 1)
     features = {name: net.features(images) for name, images in
                 (("reference", reference), ("real", other_real), ("blurred", blurred), ("shifted", shifted))}
     floor = fid(features["real"], features["reference"])
-    assert fid(features["blurred"], features["reference"]) > 1.5 * floor
-    assert fid(features["shifted"], features["reference"]) > 1.5 * floor
+    assert fid(features["blurred"], features["reference"]) > 1.3 * floor
+    assert fid(features["shifted"], features["reference"]) > 2 * floor
+    assert kid(features["shifted"], features["reference"])[0] > kid(features["real"], features["reference"])[0] + 0.5
     assert fid(features["reference"], features["reference"]) == pytest.approx(0.0, abs=1e-6)
     assert precision_recall(features["reference"], features["reference"]) == (1.0, 1.0)
     collapsed = features["real"][:1].repeat(156, 1)

@@ -245,10 +245,10 @@ def latent_shape(model: torch.nn.Module, batch_size: int, height: int | None = N
 # ----------------------------------------------------------------------------- memory
 
 # A block holds its input, its output and a few temporaries at once: the largest single activation
-# of a forward, times this, plus the UNet's skip connections, is its peak. AttentionBlock (UNet) and
-# AttnBlock (first stage) hand SDPA strided q, k, v, which only its math kernel takes: it holds
-# (heads x tokens x tokens) matrices for the scores and the softmax at once; 3 leaves some slack. Checked against measured peaks in
-# tests/test_hardening.py.
+# of a forward, times WORKING_SET, plus the UNet's skip connections, is its peak. AttentionBlock
+# (UNet) and AttnBlock (first stage) hand SDPA strided q, k, v, which only its math kernel takes: it
+# holds (heads x tokens x tokens) matrices for the scores and the softmax at once (3 leaves some
+# slack). tests/test_hardening.py checks the estimate against a measured peak.
 WORKING_SET = 4
 ATTENTION_MATRICES = 3
 _ESTIMATES: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[float, float], tuple[float, float]]]" = \
@@ -348,8 +348,8 @@ def available_memory(device: torch.device) -> int | None:
     return min(amounts) if amounts else None
 
 
-def _gigabytes(amount: float) -> str:
-    return f"{amount / 2**30:.1f} GB"
+def _readable_bytes(amount: float) -> str:
+    return f"{amount / 2**30:.1f} GB" if amount >= 2**30 else f"{amount / 2**20:.0f} MB"
 
 
 def check_memory(model: torch.nn.Module, batch_size: int, height: int, width: int, guided: bool) -> None:
@@ -357,9 +357,9 @@ def check_memory(model: torch.nn.Module, batch_size: int, height: int, width: in
     the model's device has free; the message names the largest size, and the most images at a
     time, that fit."""
     available = available_memory(model.device)
-    if available is None or sampling_memory(model, batch_size, height, width, guided) <= available:
-        return
     needed = sampling_memory(model, batch_size, height, width, guided)
+    if available is None or needed <= available:
+        return
     multiple = downsampling_factor(model) * 2 ** (len(model.model.diffusion_model.channel_mult) - 1)
 
     def size(steps: int) -> tuple[int, int]:  # (height, width) of `steps` multiples in height, aspect kept
@@ -375,8 +375,8 @@ def check_memory(model: torch.nn.Module, batch_size: int, height: int, width: in
     fits = f"the largest size that fits is {size(low)[1]}x{size(low)[0]}" if low else "no size fits"
     at_a_time = available // max(1, sampling_memory(model, 1, height, width, guided))
     fewer = f", or {at_a_time} image(s) at a time at {width}x{height}" if 0 < at_a_time < batch_size else ""
-    raise SamplingError(f"sampling {batch_size} image(s) of {width}x{height} needs about {_gigabytes(needed)} of "
-                        f"memory but {_gigabytes(available)} is free on {model.device}: {fits} "
+    raise SamplingError(f"sampling {batch_size} image(s) of {width}x{height} needs about {_readable_bytes(needed)} "
+                        f"of memory but {_readable_bytes(available)} is free on {model.device}: {fits} "
                         f"({batch_size} at a time){fewer}")
 
 

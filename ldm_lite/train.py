@@ -5,7 +5,8 @@ the config, then repeats: batch -> `training_step` for each optimizer -> backwar
 `accumulate_grad_batches` micro-batches) clip, optimizer step, LR schedule step, EMA hook. Every
 `val_check_interval` steps it validates (EMA weights when the model has them), every
 `batch_frequency` steps it saves the model's `log_images` as grids, every `every_n_train_steps` it
-writes a checkpoint; `last.ckpt` is always written on exit, on SIGINT/SIGTERM and on an exception.
+writes a checkpoint; on exit, on SIGINT/SIGTERM and on an exception `last.ckpt` is brought to the
+last step trained. One process at a time trains a run directory (`ldm_lite.run_lock`).
 
 Devices, mixed precision and data parallelism go through `accelerate`: run under `torchrun` or
 `accelerate launch` with N processes and each rank trains on its share of every batch, gradients

@@ -375,8 +375,9 @@ def fit(
     with RunLock(logdir) as lock:
         if lock.stale_holder:
             print(f"{logdir} was locked by {describe_holder(lock.stale_holder)}, which has ended: taking it over")
-        for stale in (logdir / "checkpoints").glob(".*.tmp"):  # temporaries of a holder killed while saving
-            stale.unlink()
+        for folder in (logdir, logdir / "configs", logdir / "checkpoints"):  # of a holder killed while saving
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink()
         try:
             return _train(config, settings, accelerator, logdir, resume_from, seed, scale_lr, progress)
         except BaseException:

@@ -51,7 +51,7 @@ import torch
 from PIL import Image
 
 from ldm_lite.data.cache import cache_dir, save_npz_atomically
-from ldm_lite.data.emoji import CATEGORIES as EMOJI_CATEGORIES, LICENSE as TWEMOJI_LICENSE, build_emoji_cache, emoji_catalog
+from ldm_lite.data.emoji import CATEGORIES as EMOJI_CATEGORIES, LICENSE as TWEMOJI_LICENSE, build_emoji_cache
 from ldm_lite.data.transforms import maybe_flip, to_float_image
 
 CATEGORIES: tuple[str, ...] = ("animal", "food", "plant", "person", "face", "vehicle", "building", "object", "symbol", "flag")
@@ -85,23 +85,25 @@ DROPPED_CAPTION_WORDS = frozenset(
     "border frame background texture tile template clipart clip art outline".split()
 )
 ITALIAN_TITLES_AUTHOR = "architet"  # architetto francesco rollandin titles his drawings in Italian
-AUTHOR_NAMES = frozenset(
-    "aj alejandro alex andreas andy angelo anita anthony anton ashton benji boyer chao charles cheng chris christoph "
-    "dan daniel dave david dennis dietrich dirk donna enrique erich erik etienne frances francesco frederic gabrielle "
-    "gerald gerhard glenn guillaume hans james jasper jakob jean jo joel johnson jon jonathan jurgen karl kim konstantin "
-    "kurt linda magnus marcelo matt matthew mccann mei michael mike mitchell mo moore nathan nicola nicolas nilsson "
-    "olivier omar orlando patricia paul pena phil philippe phillips pierre richard rory ryan sergio stefan steele "
-    "kevin lumen martin ross schmidt stu susan tess todd tom val victor yves".split()
+AUTHOR_NAMES = frozenset(  # authors' names found in the file names that are also dictionary words
+    "aj alejandro alex andreas andy angelo anita anthony anton ashton benji boyer chao charles cheng chris "
+    "christoph dan daniel dave david dennis dietrich dirk donna enrique erich erik etienne frances francesco "
+    "frederic gabrielle gerald gerhard glenn guillaume hans jakob james jasper jean jo joel johnson jon jonathan "
+    "jurgen karl kevin kim konstantin kurt linda lumen magnus marcelo martin matt matthew mccann mei michael mike "
+    "mitchell mo moore nathan nicola nicolas nilsson olivier omar orlando patricia paul pena phil philippe "
+    "phillips pierre richard rory ross ryan schmidt sergio steele stefan stu susan tess todd tom val victor yves".split()
 )
 _ARTICLES = ("a ", "an ", "the ", "some ", "two ", "three ", "my ", "your ", "our ", "his ", "her ", "their ", "no ")
 _MASS_NOUNS = frozenset("people clothing lightning money music furniture food fruit hair rain snow fire water grass luggage "
                         "equipment mail bread cheese milk meat rice pasta juice coffee tea wine beer chocolate popcorn "
                         "ice jewelry art sport".split())
 _PREPOSITIONS = frozenset("in with on of at up over for under from".split())
-GENERIC_WORDS = frozenset("cartoon people sport paint symbol sign design person thing object stuff image picture drawing "
-                           "sketch creation simple new old big small future ahead only internet storage direction black white and".split())
-_TRAILING_FILLERS = frozenset("of and with the a an for on in at to from by simple alt alternate historic angled shaded "
-                              "coloured colored bw clean form wooden drawn anonymous dev both country one two three four five".split())
+GENERIC_WORDS = frozenset("cartoon people sport paint symbol sign design person thing object stuff image picture "
+                          "drawing sketch creation simple new old big small future ahead only internet storage "
+                          "direction black white and".split())
+_TRAILING_FILLERS = frozenset("of and with the a an for on in at to from by simple alt alternate historic angled "
+                              "shaded coloured colored bw clean form wooden drawn anonymous dev both country one two "
+                              "three four five".split())
 _SHORT_WORDS = frozenset("a an of in on up no tv cd ox to at by".split())  # the words under 3 letters a caption keeps
 _IRREGULAR_PLURALS = frozenset("men women people children feet teeth mice geese dice".split())
 _SINGULAR_S = frozenset("lens canvas atlas gas bus walrus octopus".split())
@@ -152,10 +154,12 @@ def with_article(words: str) -> str:
     parts = words.lower().split()
     before_preposition = next((parts[:index] for index, word in enumerate(parts) if word in _PREPOSITIONS and index), parts)
     head = before_preposition[-1]  # the noun the caption is about: "busts" in "busts in silhouette"
-    plural = parts[0] in _IRREGULAR_PLURALS or head in _IRREGULAR_PLURALS or head.endswith("s") and not head.endswith(("ss", "us", "is")) and head not in _SINGULAR_S
+    regular_plural = head.endswith("s") and not head.endswith(("ss", "us", "is")) and head not in _SINGULAR_S
+    plural = parts[0] in _IRREGULAR_PLURALS or head in _IRREGULAR_PLURALS or regular_plural
     if plural or head in _MASS_NOUNS or (len(parts) == 1 and head.endswith(("ing", "ed"))):
         return words
-    vowel_sound = (parts[0][0] in "aeiou" and not parts[0].startswith(("eu", "uni", "use", "one"))) or parts[0].startswith(("hour", "honest", "heir"))
+    vowel_sound = (parts[0][0] in "aeiou" and not parts[0].startswith(("eu", "uni", "use", "one"))
+                   or parts[0].startswith(("hour", "honest", "heir")))
     return ("an " if vowel_sound else "a ") + words
 
 
@@ -458,7 +462,8 @@ class ClipartDataset(torch.utils.data.Dataset):
             self.labels = cache["categories"][keep]
             self.sources = [SOURCES[int(source)] for source in cache["sources"][keep]]
         if len(self.images) == 0:
-            raise ValueError(f"ClipartDataset has no {split} images from {list(sources)}; install the clip art with: {INSTALL_HINT}")
+            raise ValueError(f"ClipartDataset has no {split} images from {list(sources)}; "
+                             f"install the clip art with: {INSTALL_HINT}")
 
     def __len__(self) -> int:
         return len(self.images)

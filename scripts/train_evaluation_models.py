@@ -156,7 +156,28 @@ def half_round_trip(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.contiguous() for key, value in state.items()}
 
 
+# The model cards' YAML front matter, which the Hugging Face Hub reads.
+FRONT_MATTER = {"feature_net": "image-classification", "contrastive": "zero-shot-image-classification"}
+FRONT_MATTER_TAGS = {"feature_net": ["fid", "kid", "precision-recall"], "contrastive": ["clip", "clip-score", "r-precision"]}
+
+
+def front_matter(kind: str) -> str:
+    tags = "".join(f"- {tag}\n" for tag in ["ldm-lite", "evaluation", *FRONT_MATTER_TAGS[kind]])
+    return ("---\n"
+            "license: other  # trained on data under CC-BY 4.0 (Twemoji), CC0 (openclipart) and GPL-2.0 (Tux Paint "
+            "stamps): see the last section\n"
+            "license_name: mixed-training-data\n"
+            "license_link: README.md\n"
+            "library_name: ldm-lite\n"
+            f"pipeline_tag: {FRONT_MATTER[kind]}\n"
+            f"tags:\n{tags}"
+            "datasets:  # not Hub datasets: all are embedded in ldm-lite\n"
+            "- twemoji\n- openclipart\n- tuxpaint-stamps\n- ldm-lite-shapes\n"
+            "---\n\n")
+
+
 def write_folder(folder: Path, state: dict[str, torch.Tensor], config: dict, card: str) -> None:
+    card = front_matter(config["kind"]) + card
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "model.safetensors", lambda temporary: save_file(state, str(temporary)))
     atomic_write(folder / "config.yaml", lambda temporary: OmegaConf.save(OmegaConf.create(config), temporary))

@@ -81,6 +81,15 @@ def make_folder(root: Path, per_class: int = 12) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run as fast on one thread, and a busy machine does not slow them down."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     return make_folder(tmp_path_factory.mktemp("own") / "images")

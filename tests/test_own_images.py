@@ -294,6 +294,15 @@ def test_first_stage_problems_give_one_line(tmp_path, first_stage_export, folder
     assert_one_error_line(code, stderr, "make 4x4 latents", "model.params.image_size=4")
 
 
+def test_the_original_missing_first_stage_names_its_download():
+    """The original repository's most asked error, FileNotFoundError models/first_stage_models/kl-f8/model.ckpt."""
+    from ldm_lite.models.diffusion import resolve_weights_path
+
+    with pytest.raises(FileNotFoundError, match=r"download_models.sh kl-f8`; to train on your own images instead: "
+                                                r"`make own-autoencoder DATA=<folder>`"):
+        resolve_weights_path("models/first_stage_models/kl-f8/model.ckpt")
+
+
 def test_first_stage_from_folder_matches_the_export(first_stage_export):
     model = first_stage_from_folder(str(first_stage_export), image_size=SIZE, latent_size=SIZE // 4, latent_channels=4)
     saved = instantiate_from_config(OmegaConf.load(first_stage_export / "config.yaml").model)

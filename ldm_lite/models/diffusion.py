@@ -890,9 +890,13 @@ def resolve_weights_path(path: str | Path) -> Path:
     for candidate in (path, repository_root / path):
         if candidate.is_file():
             return candidate
+    if path.suffix == ".ckpt" and path.parent.parent.name == "first_stage_models":  # an original released model
+        how = f"fetch it with `bash scripts/download_models.sh {path.parent.name}`"
+    else:
+        how = ("train the autoencoder first (`python main.py --base configs/autoencoder/lite_kl_f4_emoji32.yaml -t`, "
+               "or notebooks/02) and export it there with scripts/export_model.py")
     raise FileNotFoundError(
-        f"first-stage weights '{path}' not found (looked in the working directory and in {repository_root}). "
-        "Train the autoencoder first: `python main.py --base configs/autoencoder/lite_kl_f4_emoji32.yaml -t` "
-        "(or run notebooks/02 on the autoencoder), then copy its model.safetensors to that path; "
-        "or fetch the released weights with scripts/download_models.sh."
+        f"first-stage weights '{path}' not found (looked in the working directory and in {repository_root}): {how}; "
+        "to train on your own images instead: `make own-autoencoder DATA=<folder>` and the folder_*.yaml configs "
+        "(README, \"Train on your own images\")"
     )

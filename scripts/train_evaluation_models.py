@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPOSITORY_ROOT))
 from ldm_lite.checkpoint import atomic_write  # noqa: E402
 from ldm_lite.data.clipart import (CATEGORIES, ClipartDataset, available_sources, emoji_caption,  # noqa: E402
                                    emoji_coarse_category, split_of)
-from ldm_lite.data.emoji import CATEGORIES as EMOJI_CATEGORIES, LICENSE as TWEMOJI_LICENSE, EmojiDataset  # noqa: E402
+from ldm_lite.data.emoji import CATEGORIES as EMOJI_CATEGORIES, EmojiDataset  # noqa: E402
 from ldm_lite.data.shapes import ShapesDataset  # noqa: E402
 from ldm_lite.evaluation.contrastive import (ContrastiveModel, clip_score, info_nce_loss, r_precision,  # noqa: E402
                                              sentence_encoder)

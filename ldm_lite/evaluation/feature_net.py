@@ -25,6 +25,7 @@ from ldm_lite.checkpoint import load_state_dict_file
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 EVALUATION_MODELS = REPOSITORY_ROOT / "models" / "evaluation"
 INPUT_SIZE = 64
+# ldm_lite.data.clipart.CATEGORIES as the shipped net learnt them (its class head depends on this order)
 CLIPART_CATEGORIES = ("animal", "food", "plant", "person", "face", "vehicle", "building", "object", "symbol", "flag")
 FEATURE_CLASSES: tuple[str, ...] = CLIPART_CATEGORIES + ("shape",)
 THUMBNAIL_SIZE = 4

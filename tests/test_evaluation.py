@@ -275,3 +275,10 @@ def test_quality_bench_inception_features_offline_say_so_in_one_line():
     assert completed.returncode == 1
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and "internet" in lines[0] and "clean-fid" in lines[0]
+
+
+def test_feature_net_classes_follow_the_clipart_categories():
+    from ldm_lite.data.clipart import CATEGORIES
+    from ldm_lite.evaluation.feature_net import FEATURE_CLASSES
+
+    assert FEATURE_CLASSES == CATEGORIES + ("shape",)

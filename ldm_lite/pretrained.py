@@ -164,3 +164,12 @@ def load_or_train(kind: str, name: str, config_path: str | Path, max_steps: int 
         print(f"Saved {folder}")
         model = load_model_folder(folder)
     return model.to(device) if device is not None else model
+
+
+def load_diffusers(folder: str | Path) -> torch.nn.Module:
+    """A diffusers folder (saved by diffusers or downloaded from the Hub) as ldm_lite modules: a pipeline
+    folder -> LatentDiffusion, a UNet folder -> UNetModel, an autoencoder folder -> the first stage
+    (`ldm_lite.diffusers_interop.load`)."""
+    from ldm_lite.diffusers_interop import load_diffusers as load
+
+    return load(folder)

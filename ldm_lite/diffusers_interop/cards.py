@@ -182,6 +182,9 @@ def write_export_card(folder: Path, pipeline: str | None, kind: str, model: torc
                   "`scaling_factor` is 1 here: each latent diffusion model's export carries its own in its `vae/`.\n"]
     else:
         parts += ["## Load and sample\n", "```python\n" + pipeline_calls(pipeline, kind, shown) + "```\n"]
+        if pipeline == "LDMPipeline":
+            parts.append("diffusers warns that LDMPipeline expected a VQModel as `vqvae`: the pipeline only calls "
+                         "`vqvae.decode` and divides by `vqvae.config.scaling_factor`, which this AutoencoderKL has.\n")
         if pipeline == "LdmLitePipeline":
             parts += ["No stock diffusers pipeline runs this model (see below); the same sampling with the components "
                       "alone, no code from the folder:\n", "```python\n" + component_calls(kind, model, shown) + "```\n",

@@ -116,14 +116,24 @@ def _save_class_embedder(encoder: ClassEmbedder, folder: Path) -> None:
     shutil.copy(COMPONENTS / f"{CLASS_EMBEDDER_MODULE}.py", folder / "class_embedder" / f"{CLASS_EMBEDDER_MODULE}.py")
 
 
-def _check_output_folder(folder: Path, overwrite: bool) -> None:
+def check_output_folder(folder: Path, overwrite: bool) -> None:
+    """Refuse a file, or a non-empty folder unless `overwrite` and it holds a diffusers export (so that a
+    wrong path never deletes other files)."""
     if folder.exists() and not folder.is_dir():
         raise ConversionError(f"'{folder}' is a file: give a folder to write the diffusers model to")
     if folder.is_dir() and any(folder.iterdir()):
         if not overwrite:
             raise ConversionError(f"'{folder}' exists and is not empty: choose a new folder or pass --overwrite")
+        if not any((folder / name).is_file() for name in ("model_index.json", "config.json")):
+            raise ConversionError(f"'{folder}' is not a diffusers folder (no model_index.json or config.json): "
+                                  "--overwrite replaces only an earlier export; choose a new folder")
+
+
+def _prepare_output_folder(folder: Path, overwrite: bool) -> None:
+    check_output_folder(folder, overwrite)
+    if folder.is_dir():
         shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True)
 
 
 # ----------------------------------------------------------------------------- whole models
@@ -148,7 +158,7 @@ def export_latent_diffusion(model: torch.nn.Module, folder: str | Path, overwrit
     else:
         pipeline = "LdmLitePipeline"
     vae_name = "vqvae" if pipeline == "LDMPipeline" else "vae"
-    _check_output_folder(folder, overwrite)
+    _prepare_output_folder(folder, overwrite)
     index: dict[str, Any] = {"_class_name": pipeline, "_diffusers_version": diffusers.__version__}
     unet.save_pretrained(folder / "unet", safe_serialization=True)
     index["unet"] = ["diffusers", type(unet).__name__]
@@ -181,7 +191,7 @@ def export_first_stage(model: AutoencoderKL | VQModel, folder: str | Path, overw
     export carries its own scale factor in its `vae/`)."""
     folder = Path(folder)
     converted = autoencoder_to_diffusers(model, 1.0)
-    _check_output_folder(folder, overwrite)
+    _prepare_output_folder(folder, overwrite)
     converted.save_pretrained(folder, safe_serialization=True)
     return Export(folder, None, "first stage")
 
@@ -200,6 +210,7 @@ def load_source(source: str | Path) -> tuple[torch.nn.Module, DictConfig, Path]:
 def export_to_diffusers(source: str | Path, folder: str | Path, overwrite: bool = False) -> Export:
     """Export the ldm_lite model folder or main.py run `source` to the diffusers folder `folder`, with a
     Hub-style model card (README.md)."""
+    check_output_folder(Path(folder), overwrite)  # before the model loads
     model, _, source_folder = load_source(source)
     if hasattr(model, "apply_model"):
         exported = export_latent_diffusion(model, folder, overwrite)

@@ -139,7 +139,10 @@ def latent_diffusion_from_diffusers(folder: str | Path) -> tuple[torch.nn.Module
     else:
         first_stage_config = {"target": "ldm_lite.models.autoencoder.IdentityFirstStage"}
         scale = {"scale_factor": 1.0}
-    scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    scheduler_path = folder / "scheduler" / "scheduler_config.json"
+    if not scheduler_path.is_file():
+        raise ConversionError(f"'{folder}' has no scheduler/scheduler_config.json: the training schedule comes from it")
+    scheduler = json.loads(scheduler_path.read_text())
     condition, condition_weights = _condition(folder, index, unet_params)
     params = dict(schedule_params(scheduler), first_stage_key="image", image_size=unet_params["image_size"],
                   channels=unet_params["out_channels"], use_ema=False, **scale, **condition,

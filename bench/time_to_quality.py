@@ -116,7 +116,7 @@ class LdmLiteRecipe(Recipe):
         self.optimizer.step()
         self.scheduler.step()
         self.model.on_train_batch_end()
-        return float(loss)
+        return loss.item()
 
     def ema_model_function(self) -> tuple[ModelFunction, torch.Tensor]:
         network = copy.deepcopy(self.model.model).eval()
@@ -133,9 +133,10 @@ class DiffusersRecipe(Recipe):
         from diffusers.optimization import get_cosine_schedule_with_warmup
         from diffusers.training_utils import EMAModel
 
-        self.unet = UNet2DModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(64, 128),
-                                down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-                                attention_head_dim=32)
+        self.unet = UNet2DModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(64, 128), attention_head_dim=32,
+                                down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                                up_block_types=("AttnUpBlock2D", "UpBlock2D"))
         self.noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
         self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, num_warmup_steps=500, num_training_steps=planned_steps)
@@ -153,7 +154,7 @@ class DiffusersRecipe(Recipe):
         self.optimizer.step()
         self.scheduler.step()
         self.ema.step(self.unet.parameters())
-        return float(loss)
+        return loss.item()
 
     def ema_model_function(self) -> tuple[ModelFunction, torch.Tensor]:
         network = copy.deepcopy(self.unet).eval()
@@ -210,8 +211,10 @@ def train_with_evaluations(make_recipe: Callable[[int], Recipe], latents: Cached
             step += 1
         trained_seconds += time.process_time() - start
         score = judge.fid(recipe, seed=1000)
-        for key, value in (("minutes", trained_seconds / 60), ("steps", step), ("fid", score), ("loss", float(np.mean(recent_losses)))):
-            history[key].append(value)
+        history["minutes"].append(trained_seconds / 60)
+        history["steps"].append(step)
+        history["fid"].append(score)
+        history["loss"].append(float(np.mean(recent_losses)))
         print(f"{recipe.name}: {trained_seconds / 60:5.2f} CPU min, step {step:5d}, loss {history['loss'][-1]:.4f}, "
               f"FID {score:8.3f}", flush=True)
     return history

@@ -95,8 +95,9 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
         unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
         if unsafe:
             raise CheckpointError(
-                f"checkpoint '{path}' holds a {unsafe.group(1)} object, which loading with weights_only refuses "
-                "(unpickling it could run code): re-save its state_dict with torch.save or as .safetensors"
+                f"checkpoint '{path}' cannot be read safely: it holds a {unsafe.group(1)} object, which loading with "
+                "weights_only refuses (unpickling it could run code): re-save its state_dict with torch.save or as "
+                ".safetensors"
             ) from None
         raise CheckpointError(
             f"checkpoint '{path}' is truncated or corrupt ({path.stat().st_size} bytes, not a complete torch.save "

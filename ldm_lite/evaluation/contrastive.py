@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ldm_lite.evaluation.feature_net import (EVALUATION_MODELS, LoadedEvaluationModel, convolution_trunk,
-                                             read_evaluation_folder, resize_for_network)
+                                             load_evaluation_model, resize_for_network)
 
 CLIP_SCORE_WEIGHT = 2.5  # w of Hessel et al. 2021
 MAX_TEXT_TOKENS = 32
@@ -158,11 +158,5 @@ def r_precision(model: ContrastiveModel, images: torch.Tensor, captions: Sequenc
 
 def load_contrastive_model(folder: str | Path = EVALUATION_MODELS / "contrastive", verbose: bool = True) -> LoadedEvaluationModel:
     """The shipped contrastive model (float32, eval mode); prints its held-out R-precision."""
-    config, state, folder = read_evaluation_folder(folder, "contrastive")
-    model = ContrastiveModel(**config["architecture"])
-    model.load_state_dict(state, strict=True)
-    held_out = config.get("held_out", {})
-    if verbose:
-        print(f"contrastive model {folder.name}: held-out R-precision {held_out.get('r_precision', float('nan')):.1%} "
-              f"({held_out.get('description', 'see its model card')})")
-    return LoadedEvaluationModel(model.eval(), config, folder, held_out)
+    return load_evaluation_model(folder, "contrastive", ContrastiveModel, "contrastive model", "r_precision",
+                                 "R-precision", verbose)

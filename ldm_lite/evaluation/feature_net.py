@@ -116,8 +116,11 @@ class LoadedEvaluationModel:
     held_out: dict[str, Any] = field(default_factory=dict)
 
 
-def read_evaluation_folder(folder: str | Path, expected_kind: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
-    """(config, state dict, folder) of `models/evaluation/<name>/`; safetensors and YAML only."""
+def load_evaluation_model(folder: str | Path, expected_kind: str, model_class: type[nn.Module], name: str,
+                          headline: str, headline_label: str, verbose: bool = True) -> LoadedEvaluationModel:
+    """An evaluation network from `models/evaluation/<name>/` (config.yaml + model.safetensors only: no
+    code runs from a file), float32 in eval mode; prints its held-out `headline` (a key of the config's
+    `held_out`) as `headline_label`."""
     folder = Path(folder)
     config_path, weights_path = folder / "config.yaml", folder / "model.safetensors"
     if not config_path.is_file() or not weights_path.is_file():
@@ -126,17 +129,15 @@ def read_evaluation_folder(folder: str | Path, expected_kind: str) -> tuple[dict
     config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
     if config.get("kind") != expected_kind:
         raise ValueError(f"'{folder}' holds a {config.get('kind')!r} model, not a {expected_kind!r} model")
-    state = {key: value.float() for key, value in load_state_dict_file(weights_path).items()}
-    return config, state, folder
+    model = model_class(**config["architecture"])
+    model.load_state_dict({key: value.float() for key, value in load_state_dict_file(weights_path).items()}, strict=True)
+    held_out = config.get("held_out", {})
+    if verbose:
+        print(f"{name} {folder.name}: held-out {headline_label} "
+              f"{held_out.get(headline, float('nan')):.1%} ({held_out.get('description', 'see its model card')})")
+    return LoadedEvaluationModel(model.eval(), config, folder, held_out)
 
 
 def load_feature_net(folder: str | Path = EVALUATION_MODELS / "feature-net", verbose: bool = True) -> LoadedEvaluationModel:
     """The shipped feature network (float32, eval mode); prints its held-out accuracy."""
-    config, state, folder = read_evaluation_folder(folder, "feature_net")
-    model = FeatureNet(**config["architecture"])
-    model.load_state_dict(state, strict=True)
-    held_out = config.get("held_out", {})
-    if verbose:
-        print(f"feature net {folder.name}: held-out accuracy {held_out.get('accuracy', float('nan')):.1%} "
-              f"({held_out.get('description', 'see its model card')})")
-    return LoadedEvaluationModel(model.eval(), config, folder, held_out)
+    return load_evaluation_model(folder, "feature_net", FeatureNet, "feature net", "accuracy", "accuracy", verbose)

@@ -37,11 +37,11 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
 
 from ldm_lite.checkpoint import (DiskFullError, atomic_write, disk_is_full, load_training_checkpoint,
                                  save_training_checkpoint)
 from ldm_lite.lr_schedule import WarmupCosine
+from ldm_lite.progress import progress_bar
 from ldm_lite.run_lock import RunLock, describe_holder
 from ldm_lite.util import default_device, instantiate_from_config, save_image_grid, seed_everything
 
@@ -513,8 +513,8 @@ def _train(config: DictConfig, settings: TrainerSettings, accelerator: Accelerat
     if is_main and (global_step >= total_steps or epoch >= settings.max_epochs):
         print(f"Nothing to train: the run is at step {global_step} (epoch {epoch}) and stops at max_steps "
               f"{settings.max_steps}, max_epochs {settings.max_epochs}: raise --max_steps or --max_epochs")
-    progress_bar = tqdm(total=total_steps, initial=global_step, disable=not (progress and is_main),
-                        desc="train", dynamic_ncols=True, leave=True)
+    bar = progress_bar(total=total_steps, initial=global_step, disable=not (progress and is_main),
+                       desc="train", dynamic_ncols=True, leave=True)  # LDM_LITE_PROGRESS: ldm_lite/progress.py
     model.train()
     try:
         with _stop_requests() as stop_requests:
@@ -551,15 +551,15 @@ def _train(config: DictConfig, settings: TrainerSettings, accelerator: Accelerat
                     sampler.start_batch += 1
                     if hasattr(model, "on_train_batch_end"):
                         model.on_train_batch_end()
-                    progress_bar.update(1)
+                    bar.update(1)
                     if stop_requests:
                         raise TrainingInterrupted(stop_requests[0])
                     if is_main and (global_step % settings.log_every_n_steps == 0 or global_step == 1):
                         scalars = {name: float(value) for name, value in logs.items()}
                         scalars["train/lr"] = schedulers[0].get_last_lr()[0]
                         logger.log_scalars(scalars, global_step, epoch)
-                        progress_bar.set_postfix({name.split("/")[-1]: f"{value:.4f}" for name, value in
-                                                  scalars.items() if "loss" in name}, refresh=False)
+                        bar.set_postfix({name.split("/")[-1]: f"{value:.4f}" for name, value in
+                                         scalars.items() if "loss" in name}, refresh=False)
                     if is_main and settings.image_log_frequency > 0 and global_step % settings.image_log_frequency == 0:
                         model.eval()
                         with torch.no_grad(), accelerator.autocast():
@@ -609,7 +609,7 @@ def _train(config: DictConfig, settings: TrainerSettings, accelerator: Accelerat
             print(f"\n{reason}: {state}", file=sys.stderr)
         raise
     finally:
-        progress_bar.close()
+        bar.close()
         if logger is not None:
             logger.finish(after_failure=sys.exc_info()[0] is not None)
     if len(optimizers) > 1:

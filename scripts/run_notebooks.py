@@ -4,22 +4,46 @@
     python scripts/run_notebooks.py 02 05            # only the notebooks whose names start with these
     python scripts/run_notebooks.py --inplace        # write the outputs back into notebooks/ (after a full run)
 
-Executed copies go to outputs/executed/. With --inplace, widget state is stripped so that the
-committed notebooks carry their outputs (pictures, numbers) but no kernel-specific widget models."""
+Executed copies go to outputs/executed/. With --inplace, widget state and progress-bar outputs are
+stripped (scripts/clean_notebook_outputs.py) so that the committed notebooks carry their outputs
+(pictures, numbers) but no kernel-specific widget models and no frozen bars.
+
+The kernels run headless: LDM_LITE_PROGRESS=summary (the library's bars print one line when they
+end instead of drawing; ldm_lite/progress.py) and HF_HUB_DISABLE_PROGRESS_BARS=1 (no transformers
+"Loading weights" bar). A value already set in the environment is kept."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import nbformat
 import papermill
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clean_notebook_outputs import clean_file  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "outputs" / "executed"
+# What a kernel started here inherits: no progress bars frozen into the saved outputs.
+HEADLESS_ENVIRONMENT = {"LDM_LITE_PROGRESS": "summary", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+@contextlib.contextmanager
+def headless_environment() -> Iterator[None]:
+    """Set HEADLESS_ENVIRONMENT's variables that are unset, for the kernels started inside; restore after."""
+    added = [name for name in HEADLESS_ENVIRONMENT if name not in os.environ]
+    os.environ.update({name: HEADLESS_ENVIRONMENT[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def strip_widget_state(path: Path) -> None:
@@ -36,8 +60,9 @@ def run_notebook(notebook: Path, output: Path) -> float:
     """Execute one notebook (cwd = notebooks/) into `output`; returns the seconds it took."""
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    papermill.execute_notebook(str(notebook), str(output), cwd=str(NOTEBOOKS), kernel_name="python3",
-                               progress_bar=False)
+    with headless_environment():
+        papermill.execute_notebook(str(notebook), str(output), cwd=str(NOTEBOOKS), kernel_name="python3",
+                                   progress_bar=False)
     return time.perf_counter() - start
 
 
@@ -60,6 +85,7 @@ def main() -> int:
             print(f"{notebook.name:40s} {mode:5s} {seconds:7.1f} s", flush=True)
             if options.inplace:
                 strip_widget_state(output)
+                clean_file(output)
         except papermill.PapermillExecutionError as error:
             failures += 1
             print(f"{notebook.name:40s} {mode:5s} FAILED: {error.ename}: {error.evalue}", flush=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
 
+from ldm_lite.progress import progress_bar
 from ldm_lite.samplers.guidance import GuidedDenoiser, ModelFn
 from ldm_lite.samplers.inpainting import blend_known_region, renoise
 from ldm_lite.samplers.schedule import check_steps, make_ddim_timesteps, step_alphas
@@ -143,7 +143,7 @@ class Sampler:
 
         intermediates = {"x_inter": [x], "pred_x0": [x]}
         total = len(timesteps)
-        for index in tqdm(range(total), desc=f"{self.name} sampler", disable=not self.verbose):
+        for index in progress_bar(range(total), desc=f"{self.name} sampler", disable=not self.verbose):
             for repeat in range(resample_steps):
                 if mask is not None:  # paste the known region, noised to the current level
                     x = blend_known_region(x, x0_known, mask, alphas[index], generator)

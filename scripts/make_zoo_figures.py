@@ -1,0 +1,127 @@
+"""The pictures of what the shipped models draw, from the committed weights with fixed seeds.
+
+    python scripts/make_zoo_figures.py            # both figures
+    python scripts/make_zoo_figures.py --only card
+    python scripts/make_zoo_figures.py --only zoo
+
+- `models/ldm/text2img-clipart64/heldout_prompts.png`: the flagship's card grid, HELDOUT_PROMPTS (16
+  captions of the clip-art test split that no training caption equals) drawn SAMPLES_PER_PROMPT times each.
+- `models/zoo.png`: the README's opening picture, one row per shipped model (text-to-image on held-out
+  prompts, text on shapes/emoji, unconditional emoji, digits by class, inpainting of held-out test images).
+Settings (sampler, steps, guidance) are constants below, so that a rerun gives the same pictures."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ldm_lite.sampling import inpaint_any_size, load_for_sampling, load_inpainting_pair, sample_images  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGSHIP = ROOT / "models" / "ldm" / "text2img-clipart64"
+HELDOUT_PROMPTS = (
+    "an ice cream cone", "a beer mug", "a cat face", "a monkey face", "a poodle", "a swan", "a race car",
+    "a church", "a Japanese castle", "a loudly crying face", "a yellow heart", "bananas", "a ripe, red tomato",
+    "the flag of Brazil", "a tennis ball", "a jack-o-lantern",
+)
+SAMPLES_PER_PROMPT, SAMPLER, STEPS, SCALE, SEED = 4, "dpm", 20, 4.0, 0
+
+
+def to_pixels(images: torch.Tensor) -> np.ndarray:
+    """[-1, 1] NCHW -> uint8 NHWC."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def flagship_grid(output: Path) -> Path:
+    """16 held-out prompts x SAMPLES_PER_PROMPT samples, the prompt above each row pair."""
+    model = load_for_sampling(FLAGSHIP, device="cpu").model
+    columns = 8  # two prompts per row
+    rows = len(HELDOUT_PROMPTS) * SAMPLES_PER_PROMPT // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.75), dpi=100)
+    for index, prompt in enumerate(HELDOUT_PROMPTS):
+        images = to_pixels(sample_images(model, SAMPLES_PER_PROMPT, SAMPLER, STEPS, prompts=[prompt],
+                                         guidance_scale=SCALE, seed=SEED + index))
+        for sample, image in enumerate(images):
+            axis = axes.flat[index * SAMPLES_PER_PROMPT + sample]
+            axis.imshow(image)
+            axis.set_xticks([]), axis.set_yticks([])
+            if sample == 0:
+                axis.set_title(f"{index + 1}. {prompt}", fontsize=9, loc="left")
+    figure.suptitle(f"text2img-clipart64 on 16 held-out prompts ({SAMPLER} {STEPS} steps, guidance {SCALE}, "
+                    f"seeds {SEED}-{SEED + len(HELDOUT_PROMPTS) - 1})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(output)
+    plt.close(figure)
+    return output
+
+
+def zoo_rows() -> list[tuple[str, np.ndarray]]:
+    """(label, 8 images) for each shipped model that exists, images resized to 64 px."""
+    rows: list[tuple[str, torch.Tensor]] = []
+    models = ROOT / "models" / "ldm"
+    if FLAGSHIP.is_dir():
+        model = load_for_sampling(FLAGSHIP, device="cpu").model
+        prompts = list(HELDOUT_PROMPTS[:8])
+        images = sample_images(model, 8, SAMPLER, STEPS, prompts=prompts, guidance_scale=SCALE, seed=SEED)
+        rows.append(("text2img-clipart64: " + ", ".join(prompts[:4]) + ", ...", images))
+    model = load_for_sampling(models / "text-shapes-emoji", device="cpu").model
+    prompts = ["a large red circle at the center", "a small blue square at the top left", "an emoji of red apple",
+               "an emoji of dog face"] * 2
+    rows.append(("text-shapes-emoji: " + "; ".join(prompts[:4]),
+                 sample_images(model, 8, SAMPLER, STEPS, prompts=prompts, guidance_scale=SCALE, seed=SEED)))
+    model = load_for_sampling(models / "emoji-uncond", device="cpu").model
+    rows.append(("emoji-uncond: unconditional", sample_images(model, 8, "ddim", 50, eta=1.0, seed=SEED)))
+    model = load_for_sampling(models / "mnist-class", device="cpu").model
+    rows.append(("mnist-class: digits 0-7", sample_images(model, 8, "ddim", 50, class_labels=list(range(8)),
+                                                          guidance_scale=3.0, seed=SEED)))
+    model = load_for_sampling(models / "inpainting-emoji", device="cpu").model
+    examples = ROOT / "data" / "inpainting_examples"
+    pairs = []
+    for number in range(1, 5):
+        image, mask = load_inpainting_pair(examples / f"{number}.png", examples / f"{number}_mask.png")
+        filled = inpaint_any_size(model, image, mask, steps=50, seed=SEED)
+        pairs += [image * (1 - mask) + mask, filled]
+    rows.append(("inpainting-emoji: masked input, filled (in pairs)", torch.cat(pairs)))
+    return [(label, to_pixels(torch.nn.functional.interpolate(images.float().cpu(), size=64, mode="nearest")))
+            for label, images in rows]
+
+
+def zoo_picture(output: Path) -> Path:
+    rows = zoo_rows()
+    figure, axes = plt.subplots(len(rows), 8, figsize=(12, len(rows) * 1.7), dpi=100)
+    for row, (label, images) in enumerate(rows):
+        for column, image in enumerate(images[:8]):
+            axes[row, column].imshow(image)
+            axes[row, column].set_xticks([]), axes[row, column].set_yticks([])
+        axes[row, 0].set_title(label, fontsize=9, loc="left")
+    figure.suptitle("What the ldm-lite model zoo draws (scripts/make_zoo_figures.py, fixed seeds)", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(output)
+    plt.close(figure)
+    return output
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["card", "zoo"], default=None)
+    options = parser.parse_args()
+    torch.set_grad_enabled(False)
+    if options.only in (None, "card"):
+        if not (FLAGSHIP / "config.yaml").is_file():
+            print(f"{FLAGSHIP} does not exist yet: train it (models/README.md) before its card's grid", file=sys.stderr)
+            return 1
+        print("wrote", flagship_grid(FLAGSHIP / "heldout_prompts.png"))
+    if options.only in (None, "zoo"):
+        print("wrote", zoo_picture(ROOT / "models" / "zoo.png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

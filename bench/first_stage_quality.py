@@ -7,6 +7,9 @@ shapes --reconstructions`): no LDM on that first stage can score higher than thi
 
     python bench/first_stage_quality.py models/first_stage_models/kl-f4-shapes-emoji32
     python bench/first_stage_quality.py <folder A> <folder B>      # compare two versions
+    python bench/first_stage_quality.py models/first_stage_models/kl-f4-clipart64 --clipart --count 400
+
+`--clipart`: the 64 px models, on the clip-art test split instead (no judge: there are no shapes).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 import torch
 
 from ldm_lite.checkpoint import load_model_folder
+from ldm_lite.data.clipart import ClipartDataset
 from ldm_lite.data.emoji import EmojiDataset
 from ldm_lite.data.mnist import MNISTDataset
 from ldm_lite.data.shapes import ShapesDataset, attribute_matches
@@ -42,7 +46,16 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", help="first-stage model folders (config.yaml + model.safetensors)")
     parser.add_argument("--count", type=int, default=156, help="validation images per dataset for PSNR / SSIM")
     parser.add_argument("--judge_count", type=int, default=400, help="held-out shapes images for the judge")
+    parser.add_argument("--clipart", action="store_true", help="64 px models: the clip-art test split only")
     options = parser.parse_args()
+    if options.clipart:
+        images = images_of(ClipartDataset(size=64, split="test"), options.count)
+        for folder in options.folders:
+            model = load_model_folder(folder).float().eval()
+            reconstructions = reconstruct(model, images)
+            print(f"{folder}: clip-art test ({len(images)} images) {psnr(reconstructions, images):.2f} dB "
+                  f"(SSIM {ssim(reconstructions, images):.3f})")
+        return
     datasets = {"shapes": ShapesDataset(size=32, split="validation", length=options.count),
                 "emoji": EmojiDataset(size=32, split="validation"), "mnist": MNISTDataset(size=32, split="validation")}
     references = {name: images_of(dataset, options.count) for name, dataset in datasets.items()}

@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SMOKE ?= 1
 
-.PHONY: demo test notebooks browser-deps clipart-deps lab clean own-autoencoder own-ldm
+.PHONY: demo test notebooks solutions browser-deps clipart-deps lab clean own-autoencoder own-ldm
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(VENV)
@@ -78,6 +78,14 @@ test: $(INSTALLED) browser-deps
 # All notebooks through papermill: SMOKE=1 (default) for the fast mode, SMOKE=0 for the full runs.
 notebooks: $(INSTALLED) clipart-deps
 	HF_HUB_OFFLINE=1 LDM_LITE_SMOKE=$(SMOKE) $(PYTHON) scripts/run_notebooks.py
+
+# The worked solutions of the notebooks' exercises (notebooks/solutions/NN_*.py): SMOKE=1 (default) for tiny
+# sizes (about 3 CPU minutes for all), SMOKE=0 for the real ones (hours: each file's docstring says how long).
+solutions: $(INSTALLED) clipart-deps
+	@failed=""; for solution in notebooks/solutions/[0-9][0-9]_*.py; do \
+	  echo "== $$solution (LDM_LITE_SMOKE=$(SMOKE))"; \
+	  HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 LDM_LITE_SMOKE=$(SMOKE) $(PYTHON) $$solution || failed="$$failed $$solution"; \
+	done; test -z "$$failed" || { echo "failed:$$failed" >&2; exit 1; }
 
 lab: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter lab notebooks/

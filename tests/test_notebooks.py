@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,22 @@ def cells(notebook: Path) -> list[dict]:
     return json.loads(notebook.read_text())["cells"]
 
 
+PROGRESS_BAR = re.compile(r"\d+%\||it/s\]")  # tqdm's "42%|" and "[00:01<00:02, 3.1it/s]"
+MATH_AND_CODE = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|```.*?```|`[^`]*`", re.S)  # LaTeX (\nabla, \ne) and code may hold "\n"
+
+
+def output_texts(cell: dict) -> list[str]:
+    """The text of a code cell's outputs: streams and the plain-text form of displays and results."""
+    texts = []
+    for output in cell.get("outputs", []):
+        if "text" in output:
+            texts.append("".join(output["text"]))
+        plain = output.get("data", {}).get("text/plain")
+        if plain:
+            texts.append("".join(plain))
+    return texts
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_structure(notebook):
     all_cells = cells(notebook)
@@ -31,6 +48,17 @@ def test_notebook_structure(notebook):
     assert any("exercise" in "".join(cell["source"]).lower() for cell in all_cells if cell["cell_type"] == "markdown")
     widget_state = json.loads(notebook.read_text()).get("metadata", {}).get("widgets")
     assert not widget_state, "widget state is stripped from committed notebooks"
+    for index, cell in enumerate(all_cells):
+        for text in output_texts(cell):
+            assert not PROGRESS_BAR.search(text), (f"cell {index}: a progress bar frozen into a committed output "
+                                                   f"({text[:60]!r}): python scripts/clean_notebook_outputs.py")
+            assert "\\n" not in text, f"cell {index}: a literal \\n in a committed output ({text[:60]!r})"
+        if cell["cell_type"] == "markdown":
+            prose = MATH_AND_CODE.sub("", "".join(cell["source"]))
+            assert "\\n" not in prose, f"cell {index}: a literal \\n in the text of a markdown cell"
+    headings = ["".join(cell["source"]).lstrip() for cell in all_cells if cell["cell_type"] == "markdown"]
+    assert any(heading.startswith("## Further reading") for heading in headings), "a 'Further reading' cell"
+    assert any(heading.startswith("## Next") for heading in headings), "a 'Next' cell"
 
 
 @pytest.mark.notebooks
@@ -43,7 +71,8 @@ def test_notebook_runs_in_smoke_mode(notebook, monkeypatch):
 
 @pytest.mark.notebooks
 def test_nbval_deterministic_outputs():
-    environment = dict(os.environ, LDM_LITE_SMOKE="1", HF_HUB_OFFLINE="1")
+    environment = dict(os.environ, LDM_LITE_SMOKE="1", HF_HUB_OFFLINE="1", LDM_LITE_PROGRESS="summary",
+                       HF_HUB_DISABLE_PROGRESS_BARS="1")  # as scripts/run_notebooks.py runs the kernels
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
          "--sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), *map(str, NOTEBOOKS)],

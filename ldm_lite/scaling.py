@@ -219,7 +219,9 @@ def training_memory(model: torch.nn.Module, cost: StepCost, batch_size: int,
     - EMA weights: one float32 copy of the UNet when the config keeps an EMA;
     - activations: `cost`'s saved tensors scaled to `batch_size` (times `activation_scale`, e.g. 0.5
       for bfloat16 autocast, which saves most activations in 2 bytes).
-    Left out: the framework's workspace, the data pipeline, and memory fragmentation."""
+    Left out: transient tensors (a checkpointed block's recomputed activations during its backward pass,
+    attention temporaries), the framework's workspace, the data pipeline and memory fragmentation, so a
+    real run fits a somewhat smaller batch than this estimate says."""
     counts = parameter_counts(model)
     per_example = cost.activation_bytes / cost.batch_size
     return {

@@ -39,6 +39,17 @@ def to_pixels(images: torch.Tensor) -> np.ndarray:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
+def save_compact(figure: plt.Figure, output: Path) -> None:
+    """Save as a 256-colour PNG: the figures live in git, and every clone carries every version."""
+    from PIL import Image
+
+    figure.savefig(output)
+    plt.close(figure)
+    with Image.open(output) as image:
+        compact = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    compact.save(output, optimize=True)
+
+
 def flagship_grid(output: Path) -> Path:
     """16 held-out prompts x SAMPLES_PER_PROMPT samples, the prompt above each row pair."""
     model = load_for_sampling(FLAGSHIP, device="cpu").model
@@ -57,8 +68,7 @@ def flagship_grid(output: Path) -> Path:
     figure.suptitle(f"text2img-clipart64 on 16 held-out prompts ({SAMPLER} {STEPS} steps, guidance {SCALE}, "
                     f"seeds {SEED}-{SEED + len(HELDOUT_PROMPTS) - 1})", fontsize=10)
     figure.tight_layout()
-    figure.savefig(output)
-    plt.close(figure)
+    save_compact(figure, output)
     return output
 
 
@@ -103,8 +113,7 @@ def zoo_picture(output: Path) -> Path:
         axes[row, 0].set_title(label, fontsize=9, loc="left")
     figure.suptitle("What the ldm-lite model zoo draws (scripts/make_zoo_figures.py, fixed seeds)", fontsize=11)
     figure.tight_layout()
-    figure.savefig(output)
-    plt.close(figure)
+    save_compact(figure, output)
     return output
 
 

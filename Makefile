@@ -19,8 +19,9 @@ $(INSTALLED): pyproject.toml
 
 # Samples from the shipped models (seconds on a CPU): the original scripts, on this project's models.
 demo: $(INSTALLED)
-	HF_HUB_OFFLINE=1 $(PYTHON) scripts/txt2img.py --prompt "a large red circle at the center" --n_samples 4 --n_iter 2 --scale 3 --ddim_steps 25
-	HF_HUB_OFFLINE=1 $(PYTHON) scripts/txt2img.py --prompt "an emoji of red apple" --n_samples 4 --n_iter 2 --scale 3 --ddim_steps 25
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/txt2img.py --prompt "a loudly crying face" --n_samples 4 --n_iter 2 --scale 4 --ddim_steps 25
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/txt2img.py --prompt "a yellow heart" --n_samples 4 --n_iter 2 --scale 4 --ddim_steps 25
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/txt2img.py -r models/ldm/text-shapes-emoji --prompt "a large red circle at the center" --n_samples 4 --n_iter 2 --scale 3 --ddim_steps 25
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/inpaint.py --indir data/inpainting_examples/ --outdir outputs/inpainting_results --steps 25
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/sample_diffusion.py -r models/ldm/mnist-class -l outputs/samples -n 10 --batch_size 10 -c 25 --classes 0 1 2 3 4 5 6 7 8 9 --scale 3
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/sample_diffusion.py -r models/ldm/emoji-uncond -l outputs/samples -n 16 --batch_size 16 -c 25

@@ -1,11 +1,12 @@
 """Text-to-image sampling with the original repository's flags and outputs.
 
-    python scripts/txt2img.py --prompt "a red circle on a blue square" --ddim_eta 0.0 --n_samples 4 \\
+    python scripts/txt2img.py --prompt "a cat face" --ddim_eta 0.0 --n_samples 4 \\
         --n_iter 2 --scale 5.0 --ddim_steps 50
 
 Writes each image to `<outdir>/samples/%04d.png` (continuing the numbering already there) and a grid
 of n_iter rows x n_samples columns to `<outdir>/<prompt>.png`. The model is `--config/--ckpt`, or
-`-r <model folder or log dir>`, by default the shipped `models/ldm/text-shapes-emoji/`."""
+`-r <model folder or log dir>`, by default the shipped flagship `models/ldm/text2img-clipart64/`
+(`-r models/ldm/text-shapes-emoji` for the shapes model)."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ from ldm_lite.sampling import (SamplingError, check_sampling_options, check_writ
 from ldm_lite.samplers import SAMPLERS
 from ldm_lite.util import images_to_grid
 
-DEFAULT_MODEL = "text-shapes-emoji"
+DEFAULT_MODEL = "text2img-clipart64"
 
 
 def get_parser() -> argparse.ArgumentParser:

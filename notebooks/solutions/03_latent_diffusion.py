@@ -205,7 +205,7 @@ def exercise_2() -> dict[str, dict[str, float]]:
               f"std of sampled latents {results[tag]['latent std']:.2f} (data: {data_std:.2f}), "
               f"{describe_fid(results[tag]['fid'])}")
     baseline, plain = results["baseline"], results["unscaled"]
-    print(f"Answer: without scaling the latents are {raw_std:.1f}x too large, so the model sees every SNR x{raw_std ** 2:.0f}:\n"
+    print(f"Answer: without scaling the latents are {raw_std:.1f}x too large, so the model sees every SNR x{raw_std ** 2:.1f}:\n"
           f"SNR = 1 moves from t = {crossing['scaled']} to t = {crossing['unscaled']}, the noise stays small against the signal\n"
           "for most of the chain, and the schedule's last steps must destroy the image at once. The training loss (in\n"
           f"units of eps for both) is {plain['loss']:.3f} against {baseline['loss']:.3f}: "
@@ -331,7 +331,7 @@ def exercise_5() -> dict[str, np.ndarray]:
           f"timesteps), {weights[0]:.4f} at t = 0. Those nearly clean steps have the largest eps-loss (section 8) but\n"
           "matter least for the picture; min-SNR stops them from dominating the gradient. Here the weighted model's\n"
           f"eps-loss at t = 0 is {small_t} than the uniform one's, and lower at {later} of the other {len(buckets) - 1} "
-          "timesteps" + (": the capacity moved to where the picture is decided." if later > (len(buckets) - 1) / 2
+          "timesteps" + (":\nthe capacity moved to where the picture is decided." if later > (len(buckets) - 1) / 2
                          else ".") + " (After 200 steps the differences are small.)")
     return curves
 

@@ -35,7 +35,8 @@ SAMPLES_PER_PROMPT, SAMPLER, STEPS, SCALE, SEED = 4, "dpm", 20, 4.0, 0
 
 
 def to_pixels(images: torch.Tensor) -> np.ndarray:
-    """[-1, 1] NCHW -> uint8 NHWC."""
+    """[-1, 1] NCHW (1 or 3 channels) -> uint8 NHWC RGB."""
+    images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
     return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
@@ -78,9 +79,9 @@ def zoo_rows() -> list[tuple[str, np.ndarray]]:
     models = ROOT / "models" / "ldm"
     if FLAGSHIP.is_dir():
         model = load_for_sampling(FLAGSHIP, device="cpu").model
-        prompts = list(HELDOUT_PROMPTS[:8])
+        prompts = [prompt for prompt in HELDOUT_PROMPTS[:4] for _ in range(2)]
         images = sample_images(model, 8, SAMPLER, STEPS, prompts=prompts, guidance_scale=SCALE, seed=SEED)
-        rows.append(("text2img-clipart64: " + ", ".join(prompts[:4]) + ", ...", images))
+        rows.append(("text2img-clipart64, held-out prompts (2 each): " + ", ".join(HELDOUT_PROMPTS[:4]), images))
     model = load_for_sampling(models / "text-shapes-emoji", device="cpu").model
     prompts = ["a large red circle at the center", "a small blue square at the top left", "an emoji of red apple",
                "an emoji of dog face"] * 2
@@ -94,11 +95,12 @@ def zoo_rows() -> list[tuple[str, np.ndarray]]:
     model = load_for_sampling(models / "inpainting-emoji", device="cpu").model
     examples = ROOT / "data" / "inpainting_examples"
     pairs = []
-    for number in range(1, 5):
+    for number in (5, 6, 1, 2):  # two emoji, then two photos
         image, mask = load_inpainting_pair(examples / f"{number}.png", examples / f"{number}_mask.png")
         filled = inpaint_any_size(model, image, mask, steps=50, seed=SEED)
         pairs += [image * (1 - mask) + mask, filled]
-    rows.append(("inpainting-emoji: masked input, filled (in pairs)", torch.cat(pairs)))
+    rows.append(("inpainting-emoji (the mechanics only; loses to OpenCV's fills): masked input, filled; "
+                 "two emoji, two photos (out of its domain)", torch.cat(pairs)))
     return [(label, to_pixels(torch.nn.functional.interpolate(images.float().cpu(), size=64, mode="nearest")))
             for label, images in rows]
 

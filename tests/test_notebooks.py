@@ -70,6 +70,7 @@ def test_notebook_runs_in_smoke_mode(notebook, monkeypatch):
 
 
 @pytest.mark.notebooks
+@pytest.mark.timeout(1600)  # the subprocess's own limit (1500 s) decides, not pytest's default 900 s
 def test_nbval_deterministic_outputs():
     environment = dict(os.environ, LDM_LITE_SMOKE="1", HF_HUB_OFFLINE="1", LDM_LITE_PROGRESS="summary",
                        HF_HUB_DISABLE_PROGRESS_BARS="1")  # as scripts/run_notebooks.py runs the kernels

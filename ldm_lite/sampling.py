@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 
@@ -477,8 +478,8 @@ def load_inpainting_pair(image_path: str | Path, mask_path: str | Path, factor: 
         raise SamplingError(f"image '{image_path}' is {width}x{height}, not a multiple of the model's downsampling "
                             f"factor {factor}: crop or resize it to e.g. {width - width % factor}x{height - height % factor}")
     grey = np.asarray(Image.fromarray(mask).convert("L"), dtype=np.float32)
-    pixels = torch.from_numpy(image.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-    fill = torch.from_numpy((grey >= 127.5).astype(np.float32))[None, None]
+    pixels = rearrange(torch.from_numpy(image.astype(np.float32) / 127.5 - 1), "h w c -> 1 c h w")
+    fill = rearrange(torch.from_numpy((grey >= 127.5).astype(np.float32)), "h w -> 1 1 h w")
     return pixels, fill
 
 

@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from einops import rearrange, repeat
 from PIL import Image
 
 # Targets written in the original CompVis/latent-diffusion configs, mapped to this library.
@@ -133,18 +134,17 @@ def images_to_grid(images: torch.Tensor, nrow: int | None = None, padding: int =
     images = images.detach().float().cpu().clamp(-1, 1)
     count, channels, height, width = images.shape
     if channels == 1:
-        images = images.expand(-1, 3, -1, -1)
+        images = repeat(images, "n 1 h w -> n 3 h w")  # grey as RGB
     elif channels != 3:
         raise ValueError(f"images_to_grid needs 1 or 3 channels, got {channels}")
     nrow = nrow or max(1, int(np.ceil(np.sqrt(count))))
     rows = int(np.ceil(count / nrow))
-    grid = np.full((rows * (height + padding) + padding, nrow * (width + padding) + padding, 3), 255, np.uint8)
-    pixels = ((images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    for index in range(count):
-        top = padding + (index // nrow) * (height + padding)
-        left = padding + (index % nrow) * (width + padding)
-        grid[top:top + height, left:left + width] = pixels[index]
-    return grid
+    # One white tile per grid cell (blank ones fill the last row), each image in its tile's lower right
+    # corner: `padding` white pixels above and to the left of it.
+    tiles = torch.full((rows * nrow, 3, height + padding, width + padding), 255, dtype=torch.uint8)
+    tiles[:count, :, padding:, padding:] = ((images + 1) * 127.5).round().to(torch.uint8)
+    grid = rearrange(tiles, "(row col) c h w -> (row h) (col w) c", col=nrow)  # tiles side by side, HWC
+    return np.pad(grid.numpy(), ((0, padding), (0, padding), (0, 0)), constant_values=255)  # the last border
 
 
 def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:

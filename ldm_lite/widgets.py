@@ -14,6 +14,7 @@ from typing import Sequence
 
 import ipywidgets as widgets
 import torch
+from einops import rearrange
 from PIL import Image
 
 from ldm_lite.data.transforms import pil_to_rgb_array
@@ -151,7 +152,7 @@ class InpaintWidget:
         """The chosen image (1, 3, H, W) in [-1, 1] and the box mask (1, 1, H, W), 1 = fill."""
         with Image.open(self.image_paths[self.choice.value]) as image:
             pixels = torch.from_numpy(pil_to_rgb_array(image).copy()).float()
-        image_tensor = (pixels / 127.5 - 1).permute(2, 0, 1)[None]
+        image_tensor = rearrange(pixels / 127.5 - 1, "h w c -> 1 c h w")
         height, width = image_tensor.shape[-2:]
         mask = torch.zeros(1, 1, height, width)
         (x0, x1), (y0, y1) = self.box[0].value, self.box[1].value

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from einops import rearrange
 from safetensors.torch import load_file as load_safetensors
 
 
@@ -40,19 +41,20 @@ def _take(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor
     return {key[len(prefix) + 1:]: state.pop(key) for key in keys}
 
 
+def _fused_qkv_order(pair: WeightPair) -> str:
+    """How the 3C output channels of the fused qkv layer are ordered: head by head, [q, k, v] within
+    each head (h heads of d channels), or all q, then all k, then all v."""
+    return "(h three d) ..." if pair.per_head else "(three h d) ..."
+
+
 def _split_qkv(tensor: torch.Tensor, pair: WeightPair) -> list[torch.Tensor]:
-    channels = tensor.shape[0] // 3
-    grouped = tensor.reshape(pair.heads, 3, channels // pair.heads, -1) if pair.per_head \
-        else tensor.reshape(3, pair.heads, channels // pair.heads, -1).transpose(0, 1)
-    return [grouped[:, part].reshape(channels, *tensor.shape[1:]) for part in range(3)]
+    """Fused (3C, ...) -> [q, k, v], each (C, ...) with its heads side by side, as to_q, to_k, to_v."""
+    return list(rearrange(tensor, f"{_fused_qkv_order(pair)} -> three (h d) ...", three=3, h=pair.heads))
 
 
 def _merge_qkv(parts: list[torch.Tensor], pair: WeightPair) -> torch.Tensor:
-    channels = parts[0].shape[0]
-    grouped = torch.stack([part.reshape(pair.heads, channels // pair.heads, -1) for part in parts], dim=1)
-    if not pair.per_head:
-        grouped = grouped.transpose(0, 1)
-    return grouped.reshape(3 * channels, *parts[0].shape[1:])
+    """[q, k, v], each (C, ...) -> fused (3C, ...) (the inverse of `_split_qkv`)."""
+    return rearrange(list(parts), f"three (h d) ... -> {_fused_qkv_order(pair)}", three=3, h=pair.heads)
 
 
 def to_diffusers_state(state: Mapping[str, torch.Tensor], pairs: list[WeightPair], what: str) -> dict[str, torch.Tensor]:

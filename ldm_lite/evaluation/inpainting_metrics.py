@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from ldm_lite.metrics import DATA_RANGE, _gaussian_window, masked_psnr
 
@@ -80,7 +81,8 @@ def feature_distance(features: Callable[[torch.Tensor], torch.Tensor], result: t
 # ----------------------------------------------------------------------------- baselines
 
 def _to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
-    return ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    pixels = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return rearrange(pixels, "c h w -> h w c").numpy()
 
 
 def _composite(filled: torch.Tensor, original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -101,7 +103,7 @@ def opencv_inpaint(images: torch.Tensor, masks: torch.Tensor, method: str = "tel
     for image, mask in zip(images, masks):
         hole = (mask[0].detach().cpu().numpy() > 0.5).astype(np.uint8) * 255
         result = cv2.inpaint(np.ascontiguousarray(_to_uint8_hwc(image)), hole, radius, flags[method])
-        filled.append(torch.from_numpy(result.astype(np.float32) / 127.5 - 1).permute(2, 0, 1))
+        filled.append(rearrange(torch.from_numpy(result.astype(np.float32) / 127.5 - 1), "h w c -> c h w"))
     return _composite(torch.stack(filled).to(images.device), images.float(), masks.float())
 
 

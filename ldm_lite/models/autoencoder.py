@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from ldm_lite.metrics import psnr
@@ -69,7 +70,7 @@ class _FirstStage(nn.Module):
         x = torch.as_tensor(np.asarray(batch[key]) if not torch.is_tensor(batch[key]) else batch[key])
         if x.ndim == 3:
             x = x[..., None]
-        x = x.permute(0, 3, 1, 2).float()
+        x = rearrange(x, "b h w c -> b c h w").float()
         return x.to(self.decoder.conv_out.weight.device).contiguous()
 
     def get_last_layer(self) -> torch.Tensor:

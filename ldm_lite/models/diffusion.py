@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from ldm_lite.models.first_stage_cache import FirstStageCache
@@ -66,7 +67,7 @@ def nchw(x: Any) -> torch.Tensor:
         x = x[..., None]
     if x.ndim != 4:
         raise ValueError(f"expected images of shape (B, H, W, C), got {tuple(x.shape)}")
-    return x.permute(0, 3, 1, 2).contiguous().float()
+    return rearrange(x, "b h w c -> b c h w").contiguous().float()
 
 
 # ----------------------------------------------------------------------------- the denoiser wrapper
@@ -870,7 +871,7 @@ def square_rows(steps: Sequence[torch.Tensor]) -> torch.Tensor:
     a square grid (the training loop's default) shows one row per image."""
     count = len(steps[0])
     chosen = np.linspace(0, len(steps) - 1, count).round().astype(int)
-    return torch.stack([steps[index] for index in chosen], dim=1).flatten(0, 1)
+    return rearrange([steps[index] for index in chosen], "step b c h w -> (b step) c h w")
 
 
 def _plain(config: Any) -> Any:

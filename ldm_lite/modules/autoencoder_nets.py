@@ -11,6 +11,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 
@@ -93,12 +94,14 @@ class AttnBlock(nn.Module):
         self.proj_out = nn.Conv2d(in_channels, in_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, height, width = x.shape
+        height, width = x.shape[-2:]
         h = self.norm(x)
-        # (B, C, H, W) -> (B, 1 head, H*W, C)
-        q, k, v = (conv(h).flatten(2).transpose(1, 2).unsqueeze(1) for conv in (self.q, self.k, self.v))
+        # Every pixel is a token with C channels, one head (the `1`): views of the conv outputs, no copy.
+        # (Strided, they get scaled_dot_product_attention's math kernel, not flash; copying them first
+        # costs more than it gains up to 16x16 positions on CPU, so they stay views.)
+        q, k, v = (rearrange(conv(h), "b c h w -> b 1 (h w) c") for conv in (self.q, self.k, self.v))
         h = F.scaled_dot_product_attention(q, k, v)
-        h = h.squeeze(1).transpose(1, 2).reshape(batch, channels, height, width)
+        h = rearrange(h, "b 1 (h w) c -> b c h w", h=height, w=width)
         return x + self.proj_out(h)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 
@@ -53,11 +54,13 @@ class VectorQuantizer(nn.Module):
         if z.shape[1] != self.e_dim:
             raise ValueError(f"latent has {z.shape[1]} channels but the codebook vectors have {self.e_dim}: "
                              "make embed_dim match the quant_conv output")
-        z = z.permute(0, 2, 3, 1).contiguous()  # B, H, W, C
-        z_flat = z.reshape(-1, self.e_dim)
+        batch, _, height, width = z.shape
+        z = rearrange(z, "b c h w -> b h w c").contiguous()
+        z_flat = rearrange(z, "b h w c -> (b h w) c")  # one e_dim-vector per latent pixel
         with torch.no_grad():
             indices = self.nearest_indices(z_flat)
-        z_q = self.embedding(indices).view(z.shape).to(z.dtype)  # the input's dtype, whatever the codebook's
+        # The input's dtype, whatever the codebook's.
+        z_q = rearrange(self.embedding(indices), "(b h w) c -> b h w c", b=batch, h=height, w=width).to(z.dtype)
         codebook_term = F.mse_loss(z_q, z.detach())
         commitment_term = F.mse_loss(z, z_q.detach())
         if self.legacy:
@@ -70,9 +73,9 @@ class VectorQuantizer(nn.Module):
         perplexity = torch.exp(-torch.sum(probabilities * torch.log(probabilities + 1e-10)))
         if self.training:
             self._track_usage(probabilities.detach(), z_flat.detach())
-        z_q = z_q.permute(0, 3, 1, 2).contiguous()
+        z_q = rearrange(z_q, "b h w c -> b c h w").contiguous()
         if self.sane_index_shape:
-            indices = indices.view(z.shape[0], z.shape[1], z.shape[2])
+            indices = rearrange(indices, "(b h w) -> b h w", b=batch, h=height, w=width)
         return z_q, loss, (perplexity, None, indices)
 
     @torch.no_grad()
@@ -97,7 +100,7 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def remember(self, z: torch.Tensor) -> None:
         """Keep the latest 4 * n_e latent vectors of z (B, e_dim, H, W) for `initialize_by_kmeans`."""
-        self.memory.append(z.detach().permute(0, 2, 3, 1).reshape(-1, self.e_dim).float())
+        self.memory.append(rearrange(z.detach(), "b c h w -> (b h w) c").float())
         kept = sum(len(rows) for rows in self.memory)
         while kept - len(self.memory[0]) >= 4 * self.n_e:
             kept -= len(self.memory.pop(0))
@@ -133,5 +136,6 @@ class VectorQuantizer(nn.Module):
         """Code indices -> latent vectors; with `shape` = (B, H, W, C), returned as (B, C, H, W)."""
         z_q = self.embedding(indices.reshape(-1))
         if shape is not None:
-            z_q = z_q.view(shape).permute(0, 3, 1, 2).contiguous()
+            batch, height, width, _ = shape
+            z_q = rearrange(z_q, "(b h w) c -> b c h w", b=batch, h=height, w=width).contiguous()
         return z_q

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+from einops import repeat
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
 
@@ -30,7 +31,7 @@ def stack_conditions(unconditional: Any, conditional: Any) -> Any:
         return [stack_conditions(u, c) for u, c in zip(unconditional, conditional)]
     if isinstance(conditional, torch.Tensor) and isinstance(unconditional, torch.Tensor):
         if unconditional.shape[0] == 1 and conditional.shape[0] > 1:
-            unconditional = unconditional.expand(conditional.shape[0], *unconditional.shape[1:])
+            unconditional = repeat(unconditional, "1 ... -> b ...", b=conditional.shape[0])  # a view, no copy
         if unconditional.shape != conditional.shape:
             raise ValueError(f"unconditional_cond has shape {tuple(unconditional.shape)} but cond has "
                              f"{tuple(conditional.shape)}: build both with the same conditioning model")

@@ -317,8 +317,9 @@ def test_lite_config_builds_and_trains_one_step(path: Path) -> None:
     model = instantiate_from_config(config.model)
     model.learning_rate = float(config.model.base_learning_rate)
     optimizer = model.configure_optimizers()[0]
+    size = config.model.params.first_stage_config.get("params", {}).get("ddconfig", {}).get("resolution", 32)
     batch = synthetic_batch(model.first_stage_model.encoder.conv_in.in_channels
-                            if hasattr(model.first_stage_model, "encoder") else model.channels)
+                            if hasattr(model.first_stage_model, "encoder") else model.channels, size=size)
     model.train()
     loss, logs = model.training_step(batch, 0, 0)
     loss.backward()

@@ -6,9 +6,10 @@
    DPM-Solver++(2M) at 10, 20 and 50 steps against the dense solution of the same probability-flow
    ODE (Song et al. 2021, arXiv:2011.13456; DDIM with eta = 0 is its Euler-like discretisation,
    arXiv:2010.02502 Sec. 4.3). The S-step grid starts at t = (S - 1) T / S + 1 (the original's
-   "uniform" spacing: 901 for S = 10), so the reference for S is DDIM through every timestep from that
-   same start down to t = 1: the same ODE, the same start, only finer steps. (A 1,000-step reference
-   from t = 999 adds each grid's start-time gap to every sampler alike and hides the order.)
+   "uniform" spacing: 901 for S = 10), so the reference for S is `ldm_lite.samplers.reference.ReferenceSampler`:
+   PLMS through every timestep from that same start down to t = 1: the same ODE, the same start, only
+   finer steps. (A 1,000-step reference from t = 999 adds each grid's start-time gap to every sampler
+   alike and hides the order.)
    RMSE in [-1, 1] pixel units, mean over samples.
    A higher-order solver (PLMS: arXiv:2202.09778; DPM-Solver++(2M): arXiv:2211.01095) should be
    closer at equal steps; printed as "lesson holds" per step count.
@@ -23,12 +24,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ldm_lite.sampling import decode_latents, latent_shape, load_for_sampling, make_conditions
-from ldm_lite.samplers import DDIMSampler, make_sampler
-from ldm_lite.samplers.schedule import make_ddim_timesteps, step_alphas
+from ldm_lite.samplers import make_sampler
+from ldm_lite.samplers.reference import ReferenceSampler, grid_start
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -49,20 +49,6 @@ def drift_figures(images: torch.Tensor) -> tuple[float, float]:
     laplacian = (4 * pixels[..., 1:-1, 1:-1] - pixels[..., :-2, 1:-1] - pixels[..., 2:, 1:-1]
                  - pixels[..., 1:-1, :-2] - pixels[..., 1:-1, 2:])
     return saturation.mean().item(), laplacian.abs().mean().item()
-
-
-class DenseDDIMSampler(DDIMSampler):
-    """DDIM through every training timestep from `start` down to 1: the reference ODE solution of a grid
-    that starts at `start`."""
-
-    def __init__(self, *arguments, start: int, **options):
-        super().__init__(*arguments, **options)
-        self.start = start
-
-    def plan(self, steps: int) -> tuple[list[int], list[float], list[float]]:
-        timesteps = np.arange(1, self.start + 1)
-        alphas, alphas_prev = step_alphas(self.alphas_cumprod, timesteps)
-        return [int(t) for t in timesteps[::-1]], alphas, alphas_prev
 
 
 def held_out_images(count: int) -> torch.Tensor:
@@ -86,18 +72,18 @@ def main() -> int:
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
     def images(solver: str, steps: int, eta: float = 0.0, seed: int | None = None, start: int = 0) -> torch.Tensor:
-        sampler = DenseDDIMSampler.from_model(model, start=start) if start else make_sampler(solver, model)
+        sampler = ReferenceSampler.from_model(model, start=start) if start else make_sampler(solver, model)
         with model.ema_scope():
             latents = sampler.sample(shape, cond=cond, unconditional_cond=null, guidance_scale=options.scale,
                                      steps=steps, eta=eta, x_T=x_T, seed=seed)
         return decode_latents(model, latents)
 
-    print(f"{options.model}: {options.count} samples, guidance {options.scale}, reference: DDIM through every "
+    print(f"{options.model}: {options.count} samples, guidance {options.scale}, reference: PLMS through every "
           "timestep from the grid's start")
     print(f"{'steps':>5} {'start':>5} " + " ".join(f"{solver:>8}" for solver in SOLVERS) + "   DPM-Solver++ closer than DDIM?")
     for steps in STEP_COUNTS:
-        start = int(make_ddim_timesteps("uniform", steps, model.num_timesteps)[-1])
-        reference = images("ddim", start, start=start)
+        start = grid_start(steps, model.num_timesteps)
+        reference = images("reference", start, start=start)
         errors = {solver: (images(solver, steps) - reference).pow(2).mean(dim=(1, 2, 3)).sqrt().mean().item()
                   for solver in SOLVERS}
         verdict = "lesson holds" if errors["dpm"] < errors["ddim"] else "lesson FAILS"

@@ -249,3 +249,59 @@ def test_bad_sampler_arguments():
         DDPMSampler(smooth_eps, linear_alphas_cumprod()).sample(SHAPE, steps=50)
     with pytest.raises(ValueError, match="x0_known"):
         DDIMSampler(smooth_eps, linear_alphas_cumprod()).sample(SHAPE, steps=3, mask=torch.ones(1, 1, 4, 4))
+
+
+# --- the start-aligned reference solution ----------------------------------------------------------
+def test_reference_starts_where_the_grid_starts_and_visits_every_timestep():
+    from ldm_lite.samplers.reference import ReferenceSampler, grid_start
+
+    assert [grid_start(steps) for steps in (5, 10, 20, 50)] == [801, 901, 951, 981]
+    sampler = ReferenceSampler(smooth_eps, linear_alphas_cumprod(), start=901)
+    assert sampler.plan(sampler.default_steps())[0] == list(range(901, 0, -1))
+    assert sampler.plan(10)[0] == DDIMSampler(smooth_eps, linear_alphas_cumprod()).plan(10)[0]  # same grid
+    assert sampler.plan(1)[0] == [901]
+    with pytest.raises(ValueError, match="start=1000 is out of range"):
+        ReferenceSampler(smooth_eps, linear_alphas_cumprod(), start=1000)
+
+
+GAUSSIAN_MEAN, GAUSSIAN_STD = 0.3, 0.5
+
+
+def gaussian_data_eps(alphas_cumprod):
+    """The exact eps-prediction for data ~ N(m, s^2 I): with x_t ~ N(sqrt(a) m, v_t I), v_t = a s^2 + 1 - a,
+    eps = sqrt(1 - a) (x_t - sqrt(a) m) / v_t (Tweedie's formula)."""
+    def eps(x, t, cond=None):
+        alpha = alphas_cumprod[t].to(x)[:, None, None, None]
+        variance = alpha * GAUSSIAN_STD ** 2 + 1 - alpha
+        return (1 - alpha).sqrt() * (x - alpha.sqrt() * GAUSSIAN_MEAN) / variance
+    return eps
+
+
+def gaussian_ode_solution(x_start, alpha_start, alpha_end):
+    """The probability-flow ODE's exact map for Gaussian data: the standardised x_t is constant along it."""
+    variance = lambda alpha: alpha * GAUSSIAN_STD ** 2 + 1 - alpha
+    return (alpha_end ** 0.5 * GAUSSIAN_MEAN
+            + (variance(alpha_end) / variance(alpha_start)) ** 0.5 * (x_start - alpha_start ** 0.5 * GAUSSIAN_MEAN))
+
+
+def test_reference_and_solver_order_against_the_closed_form_ode_solution():
+    """Notebook 05's lesson on an exact denoiser: the reference is far closer to the true solution than any
+    few-step solver; at equal steps PLMS and DPM-Solver++(2M) beat DDIM, and DDIM's error falls like 1/S."""
+    from ldm_lite.samplers.reference import ReferenceSampler, grid_start
+
+    alphas_cumprod = linear_alphas_cumprod()
+    model = gaussian_data_eps(alphas_cumprod)
+    x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    errors = {}
+    for steps in (10, 20):
+        start = grid_start(steps)
+        exact = gaussian_ode_solution(x_T, float(alphas_cumprod[start]), float(alphas_cumprod[0]))
+        samples = {name: SAMPLERS[name](model, alphas_cumprod).sample(SHAPE, steps=steps, x_T=x_T)
+                   for name in ("ddim", "plms", "dpm")}
+        samples["reference"] = ReferenceSampler(model, alphas_cumprod, start=start).sample(SHAPE, x_T=x_T)
+        for name, sample in samples.items():
+            errors[name, steps] = (sample - exact).pow(2).mean().sqrt().item()
+    for steps in (10, 20):
+        assert errors["reference", steps] < 1e-4 < errors["plms", steps] < errors["dpm", steps] < errors["ddim", steps], errors
+    assert errors["plms", 10] < errors["ddim", 10] / 3, errors
+    assert 1.6 < errors["ddim", 10] / errors["ddim", 20] < 2.4, errors  # first order: half the error at twice the steps

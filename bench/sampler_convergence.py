@@ -10,7 +10,7 @@
    PLMS through every timestep from that same start down to t = 1: the same ODE, the same start, only
    finer steps. (A 1,000-step reference from t = 999 adds each grid's start-time gap to every sampler
    alike and hides the order.)
-   RMSE in [-1, 1] pixel units, mean over samples.
+   RMSE in [-1, 1] pixel units, mean over samples (`ldm_lite.evaluation.solver_error`).
    A higher-order solver (PLMS: arXiv:2202.09778; DPM-Solver++(2M): arXiv:2211.01095) should be
    closer at equal steps; printed as "lesson holds" per step count.
 2. Drift: with eta = 0 a poorly trained model drifts to saturated mosaics. The mean HSV saturation
@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
+from ldm_lite.data.clipart import HELDOUT_PROMPTS
+from ldm_lite.evaluation.solver_error import solver_errors
 from ldm_lite.sampling import decode_latents, latent_shape, load_for_sampling, make_conditions
 from ldm_lite.samplers import make_sampler
-from ldm_lite.samplers.reference import ReferenceSampler, grid_start
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from make_zoo_figures import HELDOUT_PROMPTS  # noqa: E402
+from ldm_lite.samplers.reference import grid_start
 
 STEP_COUNTS = (10, 20, 50)
 SOLVERS = ("ddim", "plms", "dpm")
@@ -71,8 +68,8 @@ def main() -> int:
     shape = latent_shape(model, options.count)
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
-    def images(solver: str, steps: int, eta: float = 0.0, seed: int | None = None, start: int = 0) -> torch.Tensor:
-        sampler = ReferenceSampler.from_model(model, start=start) if start else make_sampler(solver, model)
+    def images(solver: str, steps: int, eta: float = 0.0, seed: int | None = None) -> torch.Tensor:
+        sampler = make_sampler(solver, model)
         with model.ema_scope():
             latents = sampler.sample(shape, cond=cond, unconditional_cond=null, guidance_scale=options.scale,
                                      steps=steps, eta=eta, x_T=x_T, seed=seed)
@@ -82,13 +79,10 @@ def main() -> int:
           "timestep from the grid's start")
     print(f"{'steps':>5} {'start':>5} " + " ".join(f"{solver:>8}" for solver in SOLVERS) + "   DPM-Solver++ closer than DDIM?")
     for steps in STEP_COUNTS:
-        start = grid_start(steps, model.num_timesteps)
-        reference = images("reference", start, start=start)
-        errors = {solver: (images(solver, steps) - reference).pow(2).mean(dim=(1, 2, 3)).sqrt().mean().item()
-                  for solver in SOLVERS}
-        verdict = "lesson holds" if errors["dpm"] < errors["ddim"] else "lesson FAILS"
-        print(f"{steps:5d} {start:5d} " + " ".join(f"{errors[solver]:8.4f}" for solver in SOLVERS) + f"   {verdict}",
-              flush=True)
+        errors = solver_errors(model, x_T, cond, null, options.scale, step_counts=[steps], solvers=SOLVERS)
+        verdict = "lesson holds" if errors["dpm", steps] < errors["ddim", steps] else "lesson FAILS"
+        print(f"{steps:5d} {grid_start(steps, model.num_timesteps):5d} "
+              + " ".join(f"{errors[solver, steps]:8.4f}" for solver in SOLVERS) + f"   {verdict}", flush=True)
     print("\ndrift (DDIM-50): mean HSV saturation, high-frequency energy (mean |Laplacian|)")
     real = drift_figures(held_out_images(max(options.count, 64)))
     rows = {"held-out test images": real, "eta = 0": drift_figures(images("ddim", 50, eta=0.0)),

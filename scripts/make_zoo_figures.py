@@ -22,15 +22,11 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ldm_lite.data.clipart import HELDOUT_PROMPTS  # noqa: E402
 from ldm_lite.sampling import inpaint_any_size, load_for_sampling, load_inpainting_pair, sample_images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGSHIP = ROOT / "models" / "ldm" / "text2img-clipart64"
-HELDOUT_PROMPTS = (
-    "an ice cream cone", "a beer mug", "a cat face", "a monkey face", "a poodle", "a swan", "a race car",
-    "a church", "a Japanese castle", "a loudly crying face", "a yellow heart", "bananas", "a ripe, red tomato",
-    "the flag of Brazil", "a tennis ball", "a jack-o-lantern",
-)
 SAMPLES_PER_PROMPT, SAMPLER, STEPS, SCALE, SEED = 4, "dpm", 20, 4.0, 0
 
 

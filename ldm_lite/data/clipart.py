@@ -65,6 +65,13 @@ LICENCES: dict[str, str] = {
 OPENCLIPART_ROOT = Path("/usr/share/openclipart/png")
 TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 INSTALL_HINT = "apt-get install openclipart-png tuxpaint-stamps-default"
+# The flagship text model's held-out prompts (its card's grid, notebook 05, bench/sampler_convergence.py):
+# captions of the test split only, never seen in training (tests/test_clipart_prompts.py).
+HELDOUT_PROMPTS = (
+    "an ice cream cone", "a beer mug", "a cat face", "a monkey face", "a poodle", "a swan", "a race car",
+    "a church", "a Japanese castle", "a loudly crying face", "a yellow heart", "bananas", "a ripe, red tomato",
+    "the flag of Brazil", "a tennis ball", "a jack-o-lantern",
+)
 
 TEST_FRACTION, VALIDATION_FRACTION = 0.10, 0.05
 MIN_CONTENT_PX = 16

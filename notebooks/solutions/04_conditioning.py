@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.neighbors import KNeighborsClassifier
 
+from ldm_lite.attention_maps import attention_weights
 from ldm_lite.config import load_config
 from ldm_lite.data.mnist import MNISTDataset
 from ldm_lite.data.shapes import COLOR_NAMES, SHAPES, ShapesDataset, attribute_matches, judge_shapes
-from ldm_lite.modules.attention import split_heads
 from ldm_lite.pretrained import REPOSITORY_ROOT, load_or_train
 from ldm_lite.sampling import decode_latents, latent_shape, make_conditions, sample_images, sample_latents
 from ldm_lite.train import fit
@@ -160,9 +160,7 @@ def exercise_4(text_model: torch.nn.Module) -> dict[str, float]:
     maps = []
 
     def hook(module, args, output):
-        x = args[0]
-        q, k = split_heads(module.to_q(x), module.heads), split_heads(module.to_k(x), module.heads)
-        maps.append(torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1).mean(dim=1))
+        maps.append(attention_weights(module, args[0]))  # no context: self-attention, (B, pixels, pixels)
 
     unet = text_model.model.diffusion_model
     handles = [module.register_forward_hook(hook) for name, module in unet.named_modules() if name.endswith("attn1")]

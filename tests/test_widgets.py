@@ -1,6 +1,7 @@
 """The widgets, driven as a user would: set values, click, read what is shown (tiny random models)."""
 from __future__ import annotations
 
+import copy
 import io
 
 import pytest
@@ -75,3 +76,16 @@ def test_inpaint_widget_fills_only_the_box(tmp_path):
     outside = (widget.result.cpu() - original).abs() * (1 - mask)
     assert outside.max() < 1e-6
     assert mask.sum() == 16 * 8 * 0.5  # x from 0 to 0.5, y from 0.25 to 0.75
+
+
+def test_text_widget_shows_64_pixel_samples_like_the_flagship():
+    config = copy.deepcopy(CONFIGS["text"]["model"])
+    config["params"]["image_size"] = config["params"]["unet_config"]["params"]["image_size"] = 32  # f = 2: 64 px
+    torch.manual_seed(0)
+    widget = SamplerWidget(instantiate_from_config(config).eval(), prompt="a yellow heart", preview_every=1)
+    widget.steps.value, widget.batch_size.value = 2, 4
+    widget.generate_button.click()
+    assert widget.images.shape == (4, 3, 64, 64) and "4 images" in widget.status.value
+    grid_side = 2 * 66 + 2  # 2x2 grid of 64 px images, 2 px padding
+    assert shown(widget.grid).size == (3 * grid_side,) * 2  # enlarged by a whole factor, to at most 512 px
+    assert shown(widget.preview).size == (grid_side,) * 2  # already wider than 256 // 2: not enlarged

@@ -5,7 +5,9 @@ Metrics on NCHW images in [-1, 1] and N1HW masks with 1 = the hole (filled), 0 =
 - `feature_distance`: the Euclidean distance between feature vectors (FeatureNet) of the whole
   completed image and of the original.
 Baselines: OpenCV's `cv2.inpaint` with Telea's fast marching method (Telea 2004) and the
-Navier-Stokes method (Bertalmio et al. 2001), and a fill with the mean colour of the kept pixels."""
+Navier-Stokes method (Bertalmio et al. 2001), and a fill with the mean colour of the kept pixels.
+What a fill looks like, in numbers: `fill_colour_distances` (does the fill take the colour around
+its hole?) and `hole_roughness` and `foreign_colour_fraction` (is it smooth, or colour noise?)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -115,6 +117,64 @@ def mean_colour_fill(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     mean = (images.float() * kept).sum((2, 3), keepdim=True) / kept.sum((2, 3), keepdim=True).clamp_min(1)
     return _composite(mean.expand_as(images), images.float(), masks.float())
 
+
+
+def ring_around_hole(masks: torch.Tensor, width: int = 2) -> torch.Tensor:
+    """The kept pixels within `width` pixels (in x and in y) of the hole: 1 there, 0 elsewhere (N1HW)."""
+    masks = masks.float()
+    grown = F.max_pool2d(masks, 2 * width + 1, stride=1, padding=width)
+    return (grown - masks).clamp_min(0)
+
+
+def region_mean_colours(images: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """(N, C): each image's mean colour over its region (N1HW, 1 = inside); NaN for an empty region."""
+    regions = regions.float()
+    return (images.float() * regions).sum((2, 3)) / regions.sum((2, 3))
+
+
+def fill_colour_distances(result: torch.Tensor, masks: torch.Tensor, width: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Does each fill take the colour around its hole? Returns two (N,) tensors of RGB distances (in
+    [-1, 1] units) from the fill's mean colour: to the mean colour of its own ring (`ring_around_hole`),
+    and, as the reference, the mean distance to the other images' ring colours (colours that occur
+    around some hole, only not this one). A fill that picks up its surroundings has the first smaller."""
+    _check_images_and_mask(result, result, masks)
+    if len(result) < 2:
+        raise ValueError("the reference needs the rings of other images: give at least two images")
+    fill = region_mean_colours(result, masks)
+    ring = region_mean_colours(result, ring_around_hole(masks, width))
+    distances = torch.cdist(fill, ring)  # [i, j]: fill of image i to the ring of image j
+    own = distances.diagonal()
+    others = (distances.sum(1) - own) / (len(result) - 1)
+    return own, others
+
+
+def hole_roughness(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(N,): the mean absolute colour step between neighbouring pixels (right and below) that both lie
+    in the hole. 0 for a flat fill; large for colour noise; compare with the original's own value."""
+    _check_images_and_mask(images, images, masks)
+    images, masks = images.float(), masks.float()
+    steps, counts = torch.zeros(len(images)), torch.zeros(len(images))
+    for dimension in (2, 3):
+        length = images.shape[dimension] - 1
+        both = masks.narrow(dimension, 0, length) * masks.narrow(dimension, 1, length)
+        step = (images.narrow(dimension, 1, length) - images.narrow(dimension, 0, length)).abs().mean(1, keepdim=True)
+        steps += (step * both).sum((1, 2, 3)).cpu()
+        counts += both.sum((1, 2, 3)).cpu()
+    return steps / counts
+
+
+def foreign_colour_fraction(images: torch.Tensor, masks: torch.Tensor, threshold: float = 0.3) -> torch.Tensor:
+    """(N,): the fraction of hole pixels whose colour is farther than `threshold` (RGB distance in
+    [-1, 1] units) from the colour of every kept pixel of the same image: colours the surroundings
+    do not have, such as speckles of colour noise. Compare with the original's own value."""
+    _check_images_and_mask(images, images, masks)
+    fractions = []
+    for image, mask in zip(images.float(), masks.bool()):
+        colours = rearrange(image, "c h w -> (h w) c")
+        hole, kept = colours[mask.flatten()], colours[~mask.flatten()]
+        nearest = torch.cdist(hole, kept).amin(1) if len(kept) else torch.full((len(hole),), float("inf"))
+        fractions.append((nearest > threshold).float().mean())
+    return torch.stack(fractions).cpu()
 
 BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "opencv telea": lambda images, masks: opencv_inpaint(images, masks, "telea"),

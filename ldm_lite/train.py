@@ -306,14 +306,12 @@ def _set_trainable(optimizers: list[torch.optim.Optimizer], index: int) -> None:
 
 def _apply_learning_rates(optimizers: list[torch.optim.Optimizer], schedulers: list[LambdaLR],
                           configured: list[list[float]]) -> bool:
-    """After loading a checkpoint: where the config's learning rates (`configured`, each scheduler's
-    base_lrs before loading) differ from the checkpoint's, continue at the configured ones (at the
-    point of the schedule reached). Returns whether any changed."""
+    """After loading a checkpoint: continue at the config's learning rates (`configured`, each scheduler's
+    base_lrs before loading) and this run's schedule, at the point of the schedule reached. Returns whether
+    the rates differ from the checkpoint's."""
     changed = False
     for optimizer, scheduler, rates in zip(optimizers, schedulers, configured):
-        if all(math.isclose(new, old, rel_tol=1e-9) for new, old in zip(rates, scheduler.base_lrs)):
-            continue
-        changed = True
+        changed |= not all(math.isclose(new, old, rel_tol=1e-9) for new, old in zip(rates, scheduler.base_lrs))
         scheduler.base_lrs = list(rates)
         for group, rate, multiplier in zip(optimizer.param_groups, rates, scheduler.lr_lambdas):
             group["initial_lr"] = rate
@@ -435,10 +433,12 @@ def _train(config: DictConfig, settings: TrainerSettings, accelerator: Accelerat
         state = load_training_checkpoint(resume_from)
         model.load_state_dict(state["state_dict"])
         configured = [list(scheduler.base_lrs) for scheduler in schedulers]
+        schedule_shape = dict(vars(multiplier))  # LambdaLR restores its callable's attributes (total_steps) too
         for optimizer, optimizer_state in zip(optimizers, state["optimizer_states"]):
             optimizer.load_state_dict(optimizer_state)
         for scheduler, scheduler_state in zip(schedulers, state["lr_schedulers"]):
             scheduler.load_state_dict(scheduler_state)
+        vars(multiplier).update(schedule_shape)  # the schedule is this run's: a new --max_steps stretches it
         global_step, epoch = state["global_step"], state["epoch"]
         sampler.start_batch = state["batch_in_epoch"]
         _restore_rng_states(state["rng_states"])

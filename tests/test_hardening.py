@@ -24,6 +24,7 @@ from ldm_lite.checkpoint import load_model_folder
 from ldm_lite.config import load_config
 from ldm_lite.data.folder import load_image
 from ldm_lite.data.transforms import pil_to_rgb_array
+from ldm_lite.lr_schedule import WarmupCosine
 from ldm_lite.run_lock import RunLock, RunLockedError
 from ldm_lite.train import read_metrics
 from ldm_lite.util import instantiate_from_config
@@ -230,6 +231,21 @@ def test_resume_applies_a_changed_learning_rate(tmp_path, capsys):
     assert OmegaConf.load(newest).model.base_learning_rate == 2e-4
     last = torch.load(logdir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1.6e-3)
+
+
+def test_resume_with_more_steps_stretches_the_cosine_schedule(tmp_path, capsys):
+    """The schedule's length is the resumed run's --max_steps, not the checkpoint's (LambdaLR's state_dict
+    carries its callable's attributes; models/README.md relies on this for long runs)."""
+    cosine = ["lightning.trainer.lr_schedule=cosine", "lightning.trainer.lr_warmup_steps=0"]
+    assert train_main("--base", TOY, "-t", "--max_steps", "10", "-l", str(tmp_path), *cosine) == 0
+    (logdir,) = tmp_path.iterdir()
+    assert train_main("-r", str(logdir), "-t", "--max_steps", "30") == 0
+    capsys.readouterr()
+    steps, rates = read_metrics(logdir / "metrics.csv")["train/lr"]
+    used = dict(zip(steps, rates))
+    peak = used[1] / WarmupCosine(0, 10, "cosine", 0.1)(1)  # the run's base learning rate (lr logged at step k: peak x f(k))
+    stretched = WarmupCosine(0, 30, "cosine", 0.1)
+    assert all(used[step] == pytest.approx(peak * stretched(step), rel=1e-4) for step in range(11, 31)), used
 
 
 # ----------------------------------------------------------------------------- one clear line (items 4, 5, 7)

@@ -9,7 +9,6 @@ asserted; what depends on the sample size is printed and discussed. Grids go to
 outputs/solutions/00/ (outputs/smoke/solutions/00/ in smoke mode)."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -24,7 +23,8 @@ from ldm_lite.pretrained import REPOSITORY_ROOT, load_or_train
 from ldm_lite.sampling import inpaint, sample_images
 from ldm_lite.util import save_image_grid
 
-SMOKE = os.environ.get("LDM_LITE_SMOKE", "0") == "1"
+from common import SMOKE, output_folder, section  # notebooks/solutions/common.py
+
 steps = 5 if SMOKE else 50              # DDIM steps (as the notebook)
 n_captions = 4 if SMOKE else 32         # held-out shapes captions per guidance scale
 per_caption = 2 if SMOKE else 4         # samples per caption (variety is measured among them)
@@ -33,12 +33,8 @@ reference_steps = 10 if SMOKE else 200  # the "converged" DDIM solution for exer
 batch = 4 if SMOKE else 16
 compose_samples = 4 if SMOKE else 32
 seed = 0
-OUT = REPOSITORY_ROOT / "outputs" / ("smoke/solutions/00" if SMOKE else "solutions/00")
+OUT = output_folder("00")
 torch.set_grad_enabled(False)
-
-
-def section(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
 
 
 def load(name: str, config: str) -> torch.nn.Module:

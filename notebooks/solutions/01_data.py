@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import os
 import tempfile
 from pathlib import Path
 
@@ -28,18 +27,15 @@ from ldm_lite.data.shapes import ShapesDataset, attribute_matches
 from ldm_lite.pretrained import REPOSITORY_ROOT
 from ldm_lite.util import save_image_grid
 
-SMOKE = os.environ.get("LDM_LITE_SMOKE", "0") == "1"
+from common import SMOKE, output_folder, section  # notebooks/solutions/common.py
+
 n_judge = 100 if SMOKE else 1000          # shapes images per degradation level (exercise 3)
 n_masks = 50 if SMOKE else 500            # stroke masks per thickness (exercise 5)
 own_per_class = 12 if SMOKE else 200      # emoji per class folder (exercise 6, as section 9)
 own_autoencoder_steps = 800               # full mode only: make own-autoencoder STEPS= (when it is missing)
 own_ldm_steps = 2 if SMOKE else 1500      # make own-ldm KIND=text STEPS=
 sample_steps = 5 if SMOKE else 50
-OUT = REPOSITORY_ROOT / "outputs" / ("smoke/solutions/01" if SMOKE else "solutions/01")
-
-
-def section(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
+OUT = output_folder("01")
 
 
 def as_batch(items: list[dict]) -> torch.Tensor:

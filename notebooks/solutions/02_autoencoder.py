@@ -11,7 +11,6 @@ Facts that hold at any size are asserted. Runs and grids go to outputs/solutions
 (outputs/smoke/solutions/02/ in smoke mode)."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -27,18 +26,15 @@ from ldm_lite.sampling import sample_latents
 from ldm_lite.train import fit
 from ldm_lite.util import instantiate_from_config, save_image_grid, seed_everything
 
-SMOKE = os.environ.get("LDM_LITE_SMOKE", "0") == "1"
+from common import SMOKE, output_folder, section  # notebooks/solutions/common.py
+
 kl_steps = 2 if SMOKE else 3300      # lite_kl_f4_emoji32.yaml's max_steps
 vq_steps = 2 if SMOKE else 3200      # lite_vq_f4_emoji32.yaml's max_steps
 disc_start = 1 if SMOKE else 500     # exercise 2
 validation_batches = 1 if SMOKE else 10
 CONFIGS = REPOSITORY_ROOT / "configs" / "autoencoder"
-OUT = REPOSITORY_ROOT / "outputs" / ("smoke/solutions/02" if SMOKE else "solutions/02")
+OUT = output_folder("02")
 _trained: dict[str, torch.nn.Module] = {}
-
-
-def section(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
 
 
 def train(config_name: str, steps: int, overrides: tuple[str, ...] = (), tag: str = "baseline") -> torch.nn.Module:

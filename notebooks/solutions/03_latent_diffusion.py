@@ -32,7 +32,8 @@ from ldm_lite.sampling import sample_images
 from ldm_lite.train import fit, read_metrics
 from ldm_lite.util import count_params, instantiate_from_config, save_image_grid, seed_everything
 
-SMOKE = os.environ.get("LDM_LITE_SMOKE", "0") == "1"
+from common import SMOKE, output_folder, section  # notebooks/solutions/common.py
+
 demo_steps = 4 if SMOKE else 200          # the notebook's training-loop demo (section 5)
 demo_batch_size = 4 if SMOKE else 32
 noising_images = 8 if SMOKE else 64       # exercise 1: emoji whose decoded correlation is followed
@@ -42,12 +43,8 @@ ddpm_step_counts = (2, 5) if SMOKE else (10, 50, 200)
 compare_steps = 5 if SMOKE else 20        # exercise 4: DDIM against DDPM at this many steps
 loss_latents = 8 if SMOKE else 128        # exercise 5: validation latents per timestep
 CONFIG = "configs/latent-diffusion/lite_emoji_uncond.yaml"
-OUT = REPOSITORY_ROOT / "outputs" / ("smoke/solutions/03" if SMOKE else "solutions/03")
+OUT = output_folder("03")
 _cache: dict[str, object] = {}
-
-
-def section(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
 
 
 def validation_images(count: int | None = None) -> torch.Tensor:

@@ -8,7 +8,6 @@ hold at any size are asserted, the rest is printed and explained. Exercise 2 tra
 Grids go to outputs/solutions/04/ (outputs/smoke/solutions/04/ in smoke mode)."""
 from __future__ import annotations
 
-import os
 import shutil
 
 import numpy as np
@@ -25,19 +24,16 @@ from ldm_lite.sampling import decode_latents, latent_shape, make_conditions, sam
 from ldm_lite.train import fit
 from ldm_lite.util import instantiate_from_config, save_image_grid, seed_everything
 
-SMOKE = os.environ.get("LDM_LITE_SMOKE", "0") == "1"
+from common import SMOKE, output_folder, section  # notebooks/solutions/common.py
+
 sample_steps = 5 if SMOKE else 50
 per_class = 2 if SMOKE else 8             # digits per class and scale (exercise 1)
 retrain_steps = 2 if SMOKE else 500       # exercise 2
 judged = 4 if SMOKE else 64               # shapes captions per scale (exercise 3)
 negative_samples = 4 if SMOKE else 32     # exercise 5
-OUT = REPOSITORY_ROOT / "outputs" / ("smoke/solutions/04" if SMOKE else "solutions/04")
+OUT = output_folder("04")
 REL = OUT.relative_to(REPOSITORY_ROOT)  # where the pictures go, as printed
 torch.set_grad_enabled(False)
-
-
-def section(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
 
 
 def digit_features(images: torch.Tensor) -> np.ndarray:

@@ -8,7 +8,6 @@ facts that hold at any size are asserted, the rest is printed and explained. Gri
 outputs/solutions/05/ (outputs/smoke/solutions/05/ in smoke mode)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import torch
@@ -24,7 +23,8 @@ from ldm_lite.samplers.reference import ReferenceSampler, grid_start
 from ldm_lite.sampling import decode_latents, latent_shape, make_conditions, sample_latents
 from ldm_lite.util import save_image_grid
 
-SMOKE = os.environ.get("LDM_LITE_SMOKE", "0") == "1"
+from common import SMOKE, output_folder, section  # notebooks/solutions/common.py
+
 step_counts = [2, 4, 8] if SMOKE else [5, 10, 20, 50, 100, 200]
 reference_steps = 32 if SMOKE else 400  # PLMS steps of the reference ODE solutions of exercises 1-2
 n_prompts = 4 if SMOKE else 30
@@ -34,13 +34,9 @@ guidance_prompts = 4 if SMOKE else 60
 ddpm_prompts = 0 if SMOKE else 16       # exercise 4 with the real model (1000 steps each): full mode only
 guidance_scale = 3.0
 seed = 0
-OUT = REPOSITORY_ROOT / "outputs" / ("smoke/solutions/05" if SMOKE else "solutions/05")
+OUT = output_folder("05")
 REL = OUT.relative_to(REPOSITORY_ROOT)  # where the pictures go, as printed
 torch.set_grad_enabled(False)
-
-
-def section(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
 
 
 class Prompts:

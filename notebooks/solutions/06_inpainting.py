@@ -9,7 +9,6 @@ function per exercise; facts that hold at any size are asserted. Grids go to out
 (outputs/smoke/solutions/06/ in smoke mode)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import torch
@@ -20,20 +19,17 @@ from ldm_lite.pretrained import REPOSITORY_ROOT, load_or_train
 from ldm_lite.sampling import decode_latents, inpaint, latent_shape, sample_latents
 from ldm_lite.util import save_image_grid
 
-SMOKE = os.environ.get("LDM_LITE_SMOKE", "0") == "1"
+from common import SMOKE, output_folder, section  # notebooks/solutions/common.py
+
 n_emoji = 4 if SMOKE else 32        # held-out emoji per measurement
 calls = 10 if SMOKE else 50         # model calls per image in exercise 1 (steps x U)
 steps = 10 if SMOKE else 50         # DDIM steps elsewhere
 resample_steps = 2 if SMOKE else 5  # the notebook's RePaint U
 eta = 1.0                           # as the notebook: the shipped models drift with eta = 0
 seed = 0
-OUT = REPOSITORY_ROOT / "outputs" / ("smoke/solutions/06" if SMOKE else "solutions/06")
+OUT = output_folder("06")
 REL = OUT.relative_to(REPOSITORY_ROOT)  # where the pictures go, as printed
 torch.set_grad_enabled(False)
-
-
-def section(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
 
 
 def emoji_with_masks(kind: str = "mixed", dataset_seed: int = seed) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,6 @@ exactly as the notebook's last cells do, so every answer is what the widget woul
 hold at any size are asserted. Grids go to outputs/solutions/07/ (outputs/smoke/solutions/07/ in smoke mode)."""
 from __future__ import annotations
 
-import os
 
 import torch
 
@@ -19,17 +18,14 @@ from ldm_lite.sampling import decode_latents, latent_shape, make_conditions
 from ldm_lite.util import save_image_grid
 from ldm_lite.widgets import InpaintWidget, SamplerWidget
 
-SMOKE = os.environ.get("LDM_LITE_SMOKE", "0") == "1"
+from common import SMOKE, output_folder, section  # notebooks/solutions/common.py
+
 steps = 5 if SMOKE else 25
 scales = (1.0, 4.0, 8.0) if SMOKE else (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 reference_steps = 20 if SMOKE else 300  # PLMS steps of exercise 2's reference ODE solution
-OUT = REPOSITORY_ROOT / "outputs" / ("smoke/solutions/07" if SMOKE else "solutions/07")
+OUT = output_folder("07")
 REL = OUT.relative_to(REPOSITORY_ROOT)  # where the pictures go, as printed
 torch.set_grad_enabled(False)
-
-
-def section(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
 
 
 def generate(widget: SamplerWidget, **values: object) -> torch.Tensor:

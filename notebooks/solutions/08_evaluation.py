@@ -10,7 +10,6 @@ the feature net's units: comparable with each other, not with the paper's Incept
 that hold at any size are asserted. Pictures go to outputs/solutions/08/ (outputs/smoke/solutions/08/ in smoke mode)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import torch
@@ -22,7 +21,8 @@ from ldm_lite.pretrained import REPOSITORY_ROOT, load_or_train
 from ldm_lite.sampling import sample_images
 from ldm_lite.util import save_image_grid
 
-SMOKE = os.environ.get("LDM_LITE_SMOKE", "0") == "1"
+from common import SMOKE, output_folder, section  # notebooks/solutions/common.py
+
 floor_sizes = (16, 32, 64) if SMOKE else (25, 50, 100, 200, 400)
 count = 64 if SMOKE else 200                # images per set for exercise 2
 n_samples = 32 if SMOKE else 200            # emoji-uncond samples per setting (exercise 3)
@@ -30,12 +30,8 @@ sampler_steps = (2, 5) if SMOKE else (5, 10, 50)
 text_prompts = 16 if SMOKE else 100          # held-out emoji captions (exercise 4)
 text_steps = 5 if SMOKE else 50
 seed = 0
-OUT = REPOSITORY_ROOT / "outputs" / ("smoke/solutions/08" if SMOKE else "solutions/08")
+OUT = output_folder("08")
 torch.set_grad_enabled(False)
-
-
-def section(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

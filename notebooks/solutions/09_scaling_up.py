@@ -11,7 +11,6 @@ themselves, so any working directory works."""
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 
 import torch
@@ -25,7 +24,8 @@ from ldm_lite.sampling import decode_latents, make_conditions
 from ldm_lite.scaling import (GPU_PEAK_TFLOPS, StepCost, build_on_meta, format_bytes, format_count, gpu_seconds,
                               model_config, parameter_counts, table, training_memory, training_step_cost)
 
-SMOKE = os.environ.get("LDM_LITE_SMOKE", "0") == "1"
+from common import SMOKE, section  # notebooks/solutions/common.py
+
 step_counts = (5, 10) if SMOKE else (10, 25, 50)    # exercise 5: DDIM steps
 guidance_scales = (1.0, 3.0) if SMOKE else (1.0, 3.0, 7.0)
 utilisation = 0.4                                    # as the notebook
@@ -36,10 +36,6 @@ PAPER_STEPS, PAPER_BATCH, LAION_IMAGES = 390_000, 680, 400_000_000  # the paper'
 CHURCH_IMAGES = 126_227  # LSUN church_outdoor training images
 GPU_MEMORY = 80 * 2**30
 torch.set_num_threads(1)
-
-
-def section(title: str) -> None:
-    print(f"\n{'=' * 78}\n{title}\n{'=' * 78}")
 
 
 def a100_days(flops: float) -> float:

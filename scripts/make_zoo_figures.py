@@ -69,6 +69,29 @@ def flagship_grid(output: Path) -> Path:
     return output
 
 
+def training_curve(output: Path) -> Path:
+    """The flagship's validation loss and FID against cumulative CPU-hours, from its `training_curve.csv`
+    (step, cpu_hours, val_loss_simple_ema, fid; fid empty where not measured)."""
+    import csv
+
+    with open(FLAGSHIP / "training_curve.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    hours = [float(row["cpu_hours"]) for row in rows]
+    figure, (loss_axis, fid_axis) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    loss_axis.plot(hours, [float(row["val_loss_simple_ema"]) for row in rows], "o-")
+    loss_axis.set(xlabel="training compute (CPU-hours, one thread)", ylabel="validation loss_simple (EMA)",
+                  title="denoising loss on the 156 validation images")
+    measured = [(hour, float(row["fid"]), int(row["step"])) for hour, row in zip(hours, rows) if row["fid"]]
+    fid_axis.plot([hour for hour, _, _ in measured], [fid for _, fid, _ in measured], "s-", color="tab:red")
+    for hour, fid, step in measured:
+        fid_axis.annotate(f"step {step:,}", (hour, fid), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    fid_axis.set(xlabel="training compute (CPU-hours, one thread)", ylabel="FID (project features, 400 vs 400)",
+                 title="bench/quality.py on the 400 held-out captions")
+    figure.tight_layout()
+    save_compact(figure, output)
+    return output
+
+
 def zoo_rows() -> list[tuple[str, np.ndarray]]:
     """(label, 8 images) for each shipped model that exists, images resized to 64 px."""
     rows: list[tuple[str, torch.Tensor]] = []
@@ -117,7 +140,7 @@ def zoo_picture(output: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["card", "zoo"], default=None)
+    parser.add_argument("--only", choices=["card", "curve", "zoo"], default=None)
     options = parser.parse_args()
     torch.set_grad_enabled(False)
     if options.only in (None, "card"):
@@ -125,6 +148,8 @@ def main() -> int:
             print(f"{FLAGSHIP} does not exist yet: train it (models/README.md) before its card's grid", file=sys.stderr)
             return 1
         print("wrote", flagship_grid(FLAGSHIP / "heldout_prompts.png"))
+    if options.only in (None, "curve"):
+        print("wrote", training_curve(FLAGSHIP / "training_curve.png"))
     if options.only in (None, "zoo"):
         print("wrote", zoo_picture(ROOT / "models" / "zoo.png"))
     return 0

@@ -6,7 +6,9 @@
 
 Executed copies go to outputs/executed/. With --inplace, widget state and progress-bar outputs are
 stripped (scripts/clean_notebook_outputs.py) so that the committed notebooks carry their outputs
-(pictures, numbers) but no kernel-specific widget models and no frozen bars.
+(pictures, numbers) but no frozen bars, except the widget state of the notebooks in KEEP_WIDGET_STATE:
+there the widgets are the lesson, and the saved state lets JupyterLab and nbviewer draw them (inert, with
+their last values) where no kernel runs.
 
 The kernels run headless: LDM_LITE_PROGRESS=summary (the library's bars print one line when they
 end instead of drawing; ldm_lite/progress.py) and HF_HUB_DISABLE_PROGRESS_BARS=1 (no transformers
@@ -32,6 +34,7 @@ NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "outputs" / "executed"
 # What a kernel started here inherits: no progress bars frozen into the saved outputs.
 HEADLESS_ENVIRONMENT = {"LDM_LITE_PROGRESS": "summary", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+KEEP_WIDGET_STATE = ("07_interactive_sampler.ipynb",)
 
 
 @contextlib.contextmanager
@@ -47,7 +50,7 @@ def headless_environment() -> Iterator[None]:
 
 
 def strip_widget_state(path: Path) -> None:
-    """Remove saved widget models (they only work in the kernel that made them)."""
+    """Remove saved widget models and views (elsewhere than KEEP_WIDGET_STATE they are tqdm bars)."""
     notebook = nbformat.read(path, as_version=4)
     notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
@@ -83,7 +86,7 @@ def main() -> int:
             seconds = run_notebook(notebook, output)
             total += seconds
             print(f"{notebook.name:40s} {mode:5s} {seconds:7.1f} s", flush=True)
-            if options.inplace:
+            if options.inplace and notebook.name not in KEEP_WIDGET_STATE:
                 strip_widget_state(output)
                 clean_file(output)
         except papermill.PapermillExecutionError as error:

@@ -77,14 +77,14 @@ def training_curve(output: Path) -> Path:
     with open(FLAGSHIP / "training_curve.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     hours = [float(row["cpu_hours"]) for row in rows]
-    figure, (loss_axis, fid_axis) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    figure, (loss_axis, fid_axis) = plt.subplots(1, 2, figsize=(10.5, 3.4), dpi=100)
     loss_axis.plot(hours, [float(row["val_loss_simple_ema"]) for row in rows], "o-")
     loss_axis.set(xlabel="training compute (CPU-hours, one thread)", ylabel="validation loss_simple (EMA)",
                   title="denoising loss on the 156 validation images")
     measured = [(hour, float(row["fid"]), int(row["step"])) for hour, row in zip(hours, rows) if row["fid"]]
     fid_axis.plot([hour for hour, _, _ in measured], [fid for _, fid, _ in measured], "s-", color="tab:red")
     for hour, fid, step in measured:
-        fid_axis.annotate(f"step {step:,}", (hour, fid), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        fid_axis.annotate(f"step {step:,}", (hour, fid), textcoords="offset points", xytext=(-30, 6), fontsize=8)
     fid_axis.set(xlabel="training compute (CPU-hours, one thread)", ylabel="FID (project features, 400 vs 400)",
                  title="bench/quality.py on the 400 held-out captions")
     figure.tight_layout()

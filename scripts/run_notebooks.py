@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -72,7 +73,8 @@ def run_notebook(notebook: Path, output: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prefixes", nargs="*", help="run only notebooks whose names start with these")
-    parser.add_argument("--inplace", action="store_true", help="write outputs back into notebooks/")
+    parser.add_argument("--inplace", action="store_true",
+                        help="write outputs back into notebooks/ (a notebook that fails is left as it was)")
     options = parser.parse_args()
     notebooks = sorted(path for path in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")
                        if not options.prefixes or path.name.startswith(tuple(options.prefixes)))
@@ -81,14 +83,16 @@ def main() -> int:
     failures = 0
     total = 0.0
     for notebook in notebooks:
-        output = notebook if options.inplace else EXECUTED / notebook.name
+        output = EXECUTED / notebook.name  # copied over the notebook only when it ran through (--inplace)
         try:
             seconds = run_notebook(notebook, output)
             total += seconds
             print(f"{notebook.name:40s} {mode:5s} {seconds:7.1f} s", flush=True)
-            if options.inplace and notebook.name not in KEEP_WIDGET_STATE:
-                strip_widget_state(output)
+            if options.inplace:
+                if notebook.name not in KEEP_WIDGET_STATE:
+                    strip_widget_state(output)
                 clean_file(output)
+                shutil.copyfile(output, notebook)
         except papermill.PapermillExecutionError as error:
             failures += 1
             print(f"{notebook.name:40s} {mode:5s} FAILED: {error.ename}: {error.evalue}", flush=True)

@@ -113,11 +113,11 @@ def mean_colour_fill(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """The hole filled with the per-channel mean of each image's kept pixels (mid-grey, 0, when
     nothing is kept)."""
     _check_images_and_mask(images, images, masks)
-    kept = 1 - masks.float()
-    mean = (images.float() * kept).sum((2, 3), keepdim=True) / kept.sum((2, 3), keepdim=True).clamp_min(1)
+    mean = region_mean_colours(images, 1 - masks.float()).nan_to_num(0.0)[:, :, None, None]
     return _composite(mean.expand_as(images), images.float(), masks.float())
 
 
+# ----------------------------------------------------------------------------- what a fill looks like
 
 def ring_around_hole(masks: torch.Tensor, width: int = 2) -> torch.Tensor:
     """The kept pixels within `width` pixels (in x and in y) of the hole: 1 there, 0 elsewhere (N1HW)."""

@@ -1,6 +1,7 @@
-"""The samplers' lesson on a shipped text model (issue 21, item 3; notebook 05).
+"""The samplers' lesson on a shipped text or unconditional model (issue 21, item 3; notebook 05).
 
     python bench/sampler_convergence.py models/ldm/text2img-clipart64 [--count 16] [--scale 3]
+    python bench/sampler_convergence.py models/ldm/emoji-uncond --count 64
 
 1. Convergence: from the same x_T and prompts, decoded images of DDIM (eta = 0), PLMS and
    DPM-Solver++(2M) at 10, 20 and 50 steps against the dense solution of the same probability-flow
@@ -15,19 +16,23 @@
    closer at equal steps; printed as "lesson holds" per step count.
 2. Drift: with eta = 0 a poorly trained model drifts to saturated mosaics. The mean HSV saturation
    and the high-frequency energy (mean absolute 4-neighbour Laplacian, [0, 1] pixel units) of DDIM-50
-   samples at eta = 0 and eta = 1 are printed next to the same figures of the held-out test images:
+   samples at eta = 0 and eta = 1 are printed next to the same figures of held-out images of the
+   model's domain (bench/quality.py's choice: the clip-art test split, else the validation split):
    eta = 0 drifts when either figure exceeds the real images' by more than DRIFT_TOLERANCE (25%).
-Prompts are the model's held-out captions (its card's list for the flagship, else the first test captions)."""
+Prompts of a text model are the flagship card's held-out captions (HELDOUT_PROMPTS); an unconditional
+model samples without condition or guidance."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
+from quality import dataset_leaves, find_data_config, load_split  # bench/quality.py: the model's domain
 
 from ldm_lite.data.clipart import HELDOUT_PROMPTS
 from ldm_lite.evaluation.solver_error import solver_errors
-from ldm_lite.sampling import decode_latents, latent_shape, load_for_sampling, make_conditions
+from ldm_lite.sampling import decode_latents, is_caption_model, latent_shape, load_for_sampling, make_conditions
 from ldm_lite.samplers import make_sampler
 from ldm_lite.samplers.reference import grid_start
 
@@ -48,23 +53,31 @@ def drift_figures(images: torch.Tensor) -> tuple[float, float]:
     return saturation.mean().item(), laplacian.abs().mean().item()
 
 
-def held_out_images(count: int) -> torch.Tensor:
-    from ldm_lite.data.clipart import ClipartDataset
-
-    test = ClipartDataset(size=64, split="test")
-    return torch.stack([torch.as_tensor(test[index]["image"]).permute(2, 0, 1) for index in range(count)])
+def held_out_images(loaded, count: int, data_option: Path | None) -> torch.Tensor:
+    """The first `count` held-out images of the model's domain (of its first dataset)."""
+    data, _ = find_data_config(loaded.config, loaded.folder, data_option)
+    return load_split(dataset_leaves(data.params.validation)[0], held_out=True).images[:count]
 
 
 @torch.no_grad()
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a text model folder")
+    parser.add_argument("model", help="a text or unconditional model folder")
     parser.add_argument("--count", type=int, default=16, help="samples (prompts cycle)")
-    parser.add_argument("--scale", type=float, default=3.0, help="classifier-free guidance scale")
+    parser.add_argument("--scale", type=float, default=3.0, help="classifier-free guidance scale (text models)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="training config whose data section is the model's domain (as bench/quality.py)")
     options = parser.parse_args()
-    model = load_for_sampling(options.model, device="cpu").model
-    prompts = [HELDOUT_PROMPTS[index % len(HELDOUT_PROMPTS)] for index in range(options.count)]
-    cond, null = make_conditions(model, options.count, prompts, guidance_scale=options.scale)
+    loaded = load_for_sampling(options.model, device="cpu")
+    model = loaded.model
+    if is_caption_model(model):
+        prompts = [HELDOUT_PROMPTS[index % len(HELDOUT_PROMPTS)] for index in range(options.count)]
+        cond, null = make_conditions(model, options.count, prompts, guidance_scale=options.scale)
+    elif getattr(model, "conditioning_key", None) is None:
+        cond, null, options.scale = None, None, 1.0
+    else:
+        print(f"{options.model} is neither a text nor an unconditional model", file=sys.stderr)
+        return 2
     shape = latent_shape(model, options.count)
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
@@ -75,7 +88,8 @@ def main() -> int:
                                      steps=steps, eta=eta, x_T=x_T, seed=seed)
         return decode_latents(model, latents)
 
-    print(f"{options.model}: {options.count} samples, guidance {options.scale}, reference: PLMS through every "
+    print(f"{options.model}: {options.count} samples, guidance {options.scale if cond is not None else 'none'}, "
+          "reference: PLMS through every "
           "timestep from the grid's start")
     print(f"{'steps':>5} {'start':>5} " + " ".join(f"{solver:>8}" for solver in SOLVERS) + "   DPM-Solver++ closer than DDIM?")
     for steps in STEP_COUNTS:
@@ -84,8 +98,8 @@ def main() -> int:
         print(f"{steps:5d} {grid_start(steps, model.num_timesteps):5d} "
               + " ".join(f"{errors[solver, steps]:8.4f}" for solver in SOLVERS) + f"   {verdict}", flush=True)
     print("\ndrift (DDIM-50): mean HSV saturation, high-frequency energy (mean |Laplacian|)")
-    real = drift_figures(held_out_images(max(options.count, 64)))
-    rows = {"held-out test images": real, "eta = 0": drift_figures(images("ddim", 50, eta=0.0)),
+    real = drift_figures(held_out_images(loaded, max(options.count, 64), options.data))
+    rows = {"held-out images": real, "eta = 0": drift_figures(images("ddim", 50, eta=0.0)),
             "eta = 1": drift_figures(images("ddim", 50, eta=1.0, seed=1))}
     for name, (saturation, energy) in rows.items():
         print(f"{name:>22}: saturation {saturation:.4f} ({saturation / real[0]:.2f}x real)  "

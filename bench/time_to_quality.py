@@ -6,8 +6,9 @@ Both recipes train an unconditional latent diffusion model on the 8x8x4 latents 
 draws z from the cached posterior and multiplies it by the same scale factor 1 / std):
 
 - ldm_lite: `LatentDiffusion` built from `configs/latent-diffusion/lite_emoji_uncond.yaml` (its
-  UNet, noise schedule, AdamW at 2.56e-4, batch 32, 100 warm-up steps and a cosine decay to 10%,
-  EMA 0.999), trained through the model's own `p_losses`, optimizer and EMA;
+  UNet, noise schedule, AdamW at its learning rate x batch 32, 100 warm-up steps and a cosine decay
+  to 10%, EMA 0.999), trained through the model's own `p_losses`, optimizer and EMA. The results of
+  2026-12-03 were made with that config's earlier recipe (lr 2.56e-4, betas 0.0015 -> 0.0195);
 - peer: diffusers' `UNet2DModel` with the same parameter count (2,796,740: 64 x [1, 2] channels,
   one ResBlock per level, attention at 4x4), `DDPMScheduler` (1000 linear betas 1e-4..0.02) and
   the settings of diffusers' `train_unconditional.py` example: AdamW lr 1e-4, betas (0.95, 0.999),

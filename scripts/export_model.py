@@ -1,6 +1,6 @@
 """Turn a training run into a model folder (config.yaml + model.safetensors, EMA weights swapped in).
 
-    python scripts/export_model.py logs/<run> models/ldm/<name> [--half] [--first_stage <weights>]
+    python scripts/export_model.py logs/<run> models/ldm/<name> [--half] [--first_stage <weights>] [--checkpoint step=012000.ckpt]
 
 This is how the shipped models under models/ were made from their main.py runs."""
 from __future__ import annotations
@@ -27,16 +27,21 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--first_stage", default=None, metavar="PATH",
                         help="leave the first stage out and point the config at this weights file instead "
                              "(relative to the repository root), e.g. the shipped autoencoder's model.safetensors")
+    parser.add_argument("--checkpoint", default="last.ckpt", metavar="NAME",
+                        help="which file of the run's checkpoints/ to export (default last.ckpt; e.g. step=012000.ckpt)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
 def main(options: argparse.Namespace) -> None:
     configs = sorted((options.run / "configs").glob("*-project.yaml"))
-    checkpoint_path = options.run / "checkpoints" / "last.ckpt"
-    if not configs or not checkpoint_path.is_file():
-        raise CheckpointError(f"'{options.run}' is not a finished main.py run (no configs/*-project.yaml or "
-                              "checkpoints/last.ckpt)")
+    checkpoint_path = options.run / "checkpoints" / options.checkpoint
+    if not configs:
+        raise CheckpointError(f"'{options.run}' is not a main.py run (no configs/*-project.yaml)")
+    if not checkpoint_path.is_file():
+        kept = ", ".join(sorted(path.name for path in (options.run / "checkpoints").glob("*.ckpt"))) or "none"
+        raise CheckpointError(f"'{options.run}' has no checkpoints/{options.checkpoint} (kept: {kept}): "
+                              "choose one with --checkpoint")
     config = load_config(configs)
     model = instantiate_from_config(config.model)
     checkpoint = load_training_checkpoint(checkpoint_path)

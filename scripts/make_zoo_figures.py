@@ -1,11 +1,14 @@
 """The pictures of what the shipped models draw, from the committed weights with fixed seeds.
 
-    python scripts/make_zoo_figures.py            # both figures
+    python scripts/make_zoo_figures.py            # all figures
     python scripts/make_zoo_figures.py --only card
+    python scripts/make_zoo_figures.py --only curve
     python scripts/make_zoo_figures.py --only zoo
 
 - `models/ldm/text2img-clipart64/heldout_prompts.png`: the flagship's card grid, HELDOUT_PROMPTS (16
   captions of the clip-art test split that no training caption equals) drawn SAMPLES_PER_PROMPT times each.
+- `models/ldm/<model>/training_curve.png`: validation loss and FID against training compute, from the
+  card's `training_curve.csv` (the flagship and emoji-uncond).
 - `models/zoo.png`: the README's opening picture, one row per shipped model (text-to-image on held-out
   prompts, text on shapes/emoji, unconditional emoji, digits by class, inpainting of held-out test images).
 Settings (sampler, steps, guidance) are constants below, so that a rerun gives the same pictures."""
@@ -69,25 +72,38 @@ def flagship_grid(output: Path) -> Path:
     return output
 
 
-def training_curve(output: Path) -> Path:
-    """The flagship's validation loss and FID against cumulative CPU-hours, from its `training_curve.csv`
-    (step, cpu_hours, val_loss_simple_ema, fid; fid empty where not measured)."""
+# The models whose card plots its metric against training compute: folder -> (what the validation
+# loss is measured on, what the FID compares)
+CURVES = {
+    FLAGSHIP: ("the 156 validation images", "400 samples vs the 400 test images"),
+    ROOT / "models" / "ldm" / "emoji-uncond": ("128 validation emoji", "500 samples vs the 156 validation emoji"),
+}
+
+
+def training_curve(folder: Path) -> Path:
+    """A model's validation loss and FID against cumulative CPU-hours, from its `training_curve.csv`
+    (step, cpu_hours, val_loss_simple_ema, fid; fid empty where not measured) -> training_curve.png."""
     import csv
 
-    with open(FLAGSHIP / "training_curve.csv", newline="") as file:
+    loss_data, fid_data = CURVES[folder]
+    with open(folder / "training_curve.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     hours = [float(row["cpu_hours"]) for row in rows]
     figure, (loss_axis, fid_axis) = plt.subplots(1, 2, figsize=(10.5, 3.4), dpi=100)
     loss_axis.plot(hours, [float(row["val_loss_simple_ema"]) for row in rows], "o-")
     loss_axis.set(xlabel="training compute (CPU-hours, one thread)", ylabel="validation loss_simple (EMA)",
-                  title="denoising loss on the 156 validation images")
+                  title=f"denoising loss on {loss_data}")
+    loss_axis.title.set_fontsize(10)
     measured = [(hour, float(row["fid"]), int(row["step"])) for hour, row in zip(hours, rows) if row["fid"]]
     fid_axis.plot([hour for hour, _, _ in measured], [fid for _, fid, _ in measured], "s-", color="tab:red")
     for hour, fid, step in measured:
         fid_axis.annotate(f"step {step:,}", (hour, fid), textcoords="offset points", xytext=(-30, 6), fontsize=8)
-    fid_axis.set(xlabel="training compute (CPU-hours, one thread)", ylabel="FID (project features, 400 vs 400)",
-                 title="bench/quality.py on the 400 held-out captions")
+    fid_axis.set(xlabel="training compute (CPU-hours, one thread)", ylabel="FID (project features)",
+                 title=f"bench/quality.py: {fid_data}")
+    fid_axis.title.set_fontsize(10)
+    figure.suptitle(folder.name, fontsize=10)
     figure.tight_layout()
+    output = folder / "training_curve.png"
     save_compact(figure, output)
     return output
 
@@ -151,7 +167,9 @@ def main() -> int:
             return 1
         print("wrote", flagship_grid(FLAGSHIP / "heldout_prompts.png"))
     if options.only in (None, "curve"):
-        print("wrote", training_curve(FLAGSHIP / "training_curve.png"))
+        for folder in CURVES:
+            if (folder / "training_curve.csv").is_file():
+                print("wrote", training_curve(folder))
     if options.only in (None, "zoo"):
         print("wrote", zoo_picture(ROOT / "models" / "zoo.png"))
     return 0

@@ -31,6 +31,9 @@ declare -A CONFIG=(
 declare -A DECODER_FINETUNE=(  # a second run that fine-tunes the exported model's decoder alone
   [kl-f4-shapes-emoji32]=configs/autoencoder/lite_kl_f4_shapes_emoji32_decoder.yaml
 )
+declare -A EXPORT_CHECKPOINT=(  # a shipped model taken before the end of its run (its card says why)
+  [emoji-uncond]=step=012000.ckpt
+)
 declare -A FIRST_STAGE=(  # the LDMs' frozen first stage (mnist-class diffuses pixels)
   [emoji-uncond]=kl-f4-emoji32 [inpainting-emoji]=kl-f4-emoji32 [text-shapes-emoji]=kl-f4-shapes-emoji32
   [text2img-clipart64]=kl-f4-clipart64
@@ -68,7 +71,12 @@ train() {  # name -> trains, then exports
   "$PYTHON" main.py --base "$config" -t -n "$name" -l "$LOGDIR" "${DEVICE_OPTIONS[@]}" "${STEP_OPTIONS[@]}" \
     "${overrides[@]}" > "$LOGDIR/$name.log" 2>&1 || { echo "$name: training failed, see $LOGDIR/$name.log" >&2; return 1; }
   run=$(ls -d "$LOGDIR"/*_"$name" | tail -n 1)
-  "$PYTHON" scripts/export_model.py "$run" "$EXPORT/$kind/$name" --half "${extra[@]}"
+  local checkpoint=${EXPORT_CHECKPOINT[$name]:-last.ckpt}
+  if [[ ! -f $run/checkpoints/$checkpoint ]]; then
+    echo "$name: $run has no $checkpoint (a shorter run): exporting last.ckpt" >&2
+    checkpoint=last.ckpt
+  fi
+  "$PYTHON" scripts/export_model.py "$run" "$EXPORT/$kind/$name" --half --checkpoint "$checkpoint" "${extra[@]}"
   if [[ -n "${DECODER_FINETUNE[$name]:-}" ]]; then
     "$PYTHON" main.py --base "${DECODER_FINETUNE[$name]}" -t -n "$name-decoder" -l "$LOGDIR" \
       "${DEVICE_OPTIONS[@]}" "${STEP_OPTIONS[@]}" "model.params.ckpt_path=$EXPORT/$kind/$name/model.safetensors" > "$LOGDIR/$name-decoder.log" 2>&1

@@ -315,6 +315,16 @@ def test_export_model_to_a_file(tmp_path, run_script):
     assert run_script("scripts/export_model.py", str(run), str(tmp_path / "model")).returncode == 0
 
 
+def test_export_model_chooses_a_checkpoint(tmp_path, run_script):
+    model = instantiate_from_config(load_config([ROOT / TOY]).model)
+    run = write_run(tmp_path / "run", {"state_dict": model.state_dict(), "global_step": 3})
+    torch.save({"state_dict": model.state_dict(), "global_step": 2}, run / "checkpoints" / "step=000002.ckpt")
+    result = run_script("scripts/export_model.py", str(run), str(tmp_path / "model"), "--checkpoint", "step=000002.ckpt")
+    assert result.returncode == 0 and "from step 2" in result.stdout, result.stderr
+    result = run_script("scripts/export_model.py", str(run), str(tmp_path / "other"), "--checkpoint", "step=000009.ckpt")
+    assert_one_error_line(result.returncode, result.stderr, "no checkpoints/step=000009.ckpt (kept: last.ckpt, step=000002.ckpt)")
+
+
 def test_truncated_safetensors_names_the_file(models, tmp_path, run_script):
     folder = tmp_path / "model"
     shutil.copytree(models["uncond"], folder)

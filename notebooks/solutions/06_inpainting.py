@@ -25,7 +25,7 @@ n_emoji = 4 if SMOKE else 32        # held-out emoji per measurement
 calls = 10 if SMOKE else 50         # model calls per image in exercise 1 (steps x U)
 steps = 10 if SMOKE else 50         # DDIM steps elsewhere
 resample_steps = 2 if SMOKE else 5  # the notebook's RePaint U
-eta = 1.0                           # as the notebook: the shipped models drift with eta = 0
+eta = 1.0                           # as the notebook: the shipped inpainting-emoji drifts with eta = 0
 seed = 0
 OUT = output_folder("06")
 REL = OUT.relative_to(REPOSITORY_ROOT)  # where the pictures go, as printed

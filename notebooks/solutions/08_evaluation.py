@@ -132,9 +132,9 @@ def exercise_3(setup: Setup) -> dict[str, tuple[float, float]]:
     print("With eta = 0 the sampler follows the ODE and lands where the model's density is high: clean, typical\n"
           "images (precision) but less spread. Fresh noise (eta = 1) lets the chain wander, which covers more of the\n"
           "data (recall) and, with few steps, leaves noise that pushes samples off the real manifold. Few steps\n"
-          "blur and simplify (a kind of truncation), which tends to keep precision and lose recall. These small\n"
-          "models drift with eta = 0 (their cards), which can lower its precision too: measure before you trust\n"
-          "the textbook picture.")
+          "blur and simplify (a kind of truncation), which tends to keep precision and lose recall. A short-trained\n"
+          "model drifts with eta = 0 (the inpainting-emoji card), which lowers its precision too; emoji-uncond no\n"
+          "longer does (its card): measure before you trust the textbook picture.")
     return results
 
 

@@ -28,11 +28,11 @@ import sys
 from pathlib import Path
 
 import torch
-from quality import dataset_leaves, find_data_config, load_split  # bench/quality.py: the model's domain
+from quality import dataset_leaves, find_data_config, load_split, model_kind  # bench/quality.py: kind and domain
 
 from ldm_lite.data.clipart import HELDOUT_PROMPTS
 from ldm_lite.evaluation.solver_error import solver_errors
-from ldm_lite.sampling import decode_latents, is_caption_model, latent_shape, load_for_sampling, make_conditions
+from ldm_lite.sampling import LoadedModel, decode_latents, latent_shape, load_for_sampling, make_conditions
 from ldm_lite.samplers import make_sampler
 from ldm_lite.samplers.reference import grid_start
 
@@ -53,7 +53,7 @@ def drift_figures(images: torch.Tensor) -> tuple[float, float]:
     return saturation.mean().item(), laplacian.abs().mean().item()
 
 
-def held_out_images(loaded, count: int, data_option: Path | None) -> torch.Tensor:
+def held_out_images(loaded: LoadedModel, count: int, data_option: Path | None) -> torch.Tensor:
     """The first `count` held-out images of the model's domain (of its first dataset)."""
     data, _ = find_data_config(loaded.config, loaded.folder, data_option)
     return load_split(dataset_leaves(data.params.validation)[0], held_out=True).images[:count]
@@ -70,13 +70,14 @@ def main() -> int:
     options = parser.parse_args()
     loaded = load_for_sampling(options.model, device="cpu")
     model = loaded.model
-    if is_caption_model(model):
+    kind = model_kind(model)
+    if kind == "text":
         prompts = [HELDOUT_PROMPTS[index % len(HELDOUT_PROMPTS)] for index in range(options.count)]
         cond, null = make_conditions(model, options.count, prompts, guidance_scale=options.scale)
-    elif getattr(model, "conditioning_key", None) is None:
+    elif kind == "unconditional":
         cond, null, options.scale = None, None, 1.0
     else:
-        print(f"{options.model} is neither a text nor an unconditional model", file=sys.stderr)
+        print(f"{options.model} is a {kind} model: give a text or an unconditional one", file=sys.stderr)
         return 2
     shape = latent_shape(model, options.count)
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0))
@@ -88,9 +89,9 @@ def main() -> int:
                                      steps=steps, eta=eta, x_T=x_T, seed=seed)
         return decode_latents(model, latents)
 
-    print(f"{options.model}: {options.count} samples, guidance {options.scale if cond is not None else 'none'}, "
-          "reference: PLMS through every "
-          "timestep from the grid's start")
+    guidance = options.scale if kind == "text" else "none"
+    print(f"{options.model}: {options.count} samples, guidance {guidance}, "
+          "reference: PLMS through every timestep from the grid's start")
     print(f"{'steps':>5} {'start':>5} " + " ".join(f"{solver:>8}" for solver in SOLVERS) + "   DPM-Solver++ closer than DDIM?")
     for steps in STEP_COUNTS:
         errors = solver_errors(model, x_T, cond, null, options.scale, step_counts=[steps], solvers=SOLVERS)

@@ -6,6 +6,7 @@ Every trainer and callback key has a default here, so an override of a key that 
 typo and raises an error instead of silently adding a setting that nothing reads."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -83,14 +84,46 @@ def apply_overrides(config: DictConfig, overrides: Iterable[str]) -> DictConfig:
         if "=" not in override:
             raise ConfigError(f"override '{override}' has no '=': write it as dotted.key=value")
         key, _, value = override.partition("=")
-        if OmegaConf.select(config, key, default=_MISSING) is _MISSING:
+        if OmegaConf.select(config, key, default=_MISSING) is _MISSING and not _constructor_takes(config, key):
             parent, _, leaf = key.rpartition(".")
             known = OmegaConf.select(config, parent) if parent else config
             choices = ", ".join(sorted(known.keys())) if isinstance(known, DictConfig) else "none"
-            raise ConfigError(f"override key '{key}' does not exist in the config (keys at that level: {choices})")
+            raise ConfigError(f"override key '{key}' does not exist in the config (keys at that level: {choices}; "
+                              "under a 'params' mapping, also its target's constructor arguments)")
         checked = _checked_value(key, OmegaConf.select(config, key), _parse(value), value)
         OmegaConf.update(config, key, checked, merge=False)
     return config
+
+
+def _constructor_takes(config: DictConfig, key: str) -> bool:
+    """Whether a key absent from the config is a keyword of the constructor it would reach:
+    `model.params.ckpt_path` is accepted when `model.target`'s class (or a base class it passes
+    **kwargs on to) takes `ckpt_path`, so optional constructor arguments can be added by override."""
+    parent, _, leaf = key.rpartition(".")
+    owner, _, last = parent.rpartition(".")
+    if last != "params":
+        return False
+    target = OmegaConf.select(config, f"{owner}.target" if owner else "target")
+    if not isinstance(target, str):
+        return False
+    from ldm_lite.util import get_obj_from_str  # imports torch: only for keys the config lacks
+
+    try:
+        constructor = get_obj_from_str(target)
+    except ValueError:
+        return False
+    classes = constructor.__mro__ if isinstance(constructor, type) else (constructor,)
+    for cls in classes:
+        function = cls.__init__ if isinstance(constructor, type) else cls
+        try:
+            parameters = inspect.signature(function).parameters
+        except (TypeError, ValueError):  # builtins without a signature
+            return False
+        if leaf in parameters and parameters[leaf].kind is not inspect.Parameter.VAR_KEYWORD:
+            return True
+        if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+            return False
+    return False
 
 
 _TYPE_NAMES = {bool: "a boolean (true or false)", int: "an integer", float: "a number",

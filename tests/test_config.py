@@ -33,6 +33,20 @@ def test_override_of_unknown_key_is_an_error():
         load_config([TOY], ["model.params.chanels=7"])
 
 
+def test_override_may_add_an_argument_of_the_target_constructor():
+    # model.params.ckpt_path is how training continues from committed weights (models/README.md);
+    # LatentDiffusion takes it through **kwargs from DDPM, so the whole constructor chain counts
+    config = load_config(["configs/latent-diffusion/lite_text_shapes_emoji.yaml"],
+                         ["model.params.ckpt_path=models/ldm/text-shapes-emoji/model.safetensors",
+                          "model.params.unet_config.params.use_checkpoint=true"])
+    assert config.model.params.ckpt_path == "models/ldm/text-shapes-emoji/model.safetensors"
+    assert config.model.params.unet_config.params.use_checkpoint is True
+    with pytest.raises(ConfigError, match="model.params.ckpt_pth"):
+        load_config(["configs/latent-diffusion/lite_text_shapes_emoji.yaml"], ["model.params.ckpt_pth=x"])
+    with pytest.raises(ConfigError, match="model.learning_rate"):  # not under a params mapping
+        load_config([TOY], ["model.learning_rate=1"])
+
+
 def test_override_without_equals_is_an_error():
     with pytest.raises(ConfigError, match="no '='"):
         load_config([TOY], ["model.params.channels"])

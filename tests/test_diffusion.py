@@ -149,6 +149,21 @@ def test_ema_warm_up_decay() -> None:
     assert set(ema.state_dict()) == {"decay", "num_updates", "weight", "bias"}
 
 
+def test_weights_without_ema_restart_the_average_from_them(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    trained = tiny_ldm()
+    with torch.no_grad():
+        for parameter in trained.model.parameters():
+            parameter.add_(1.0)
+    path = tmp_path / "model.safetensors"
+    save_file({key: value for key, value in trained.state_dict().items() if not key.startswith("model_ema.")}, path)
+    loaded = tiny_ldm(ckpt_path=str(path))
+    with loaded.ema_scope():
+        for mine, theirs in zip(loaded.model.parameters(), trained.model.parameters()):
+            assert torch.equal(mine, theirs)
+
+
 def test_ema_scope_swaps_weights_and_nests() -> None:
     model = tiny_ldm()
     with torch.no_grad():

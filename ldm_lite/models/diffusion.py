@@ -447,6 +447,10 @@ class DDPM(nn.Module):
         if only_model:
             state_dict = {key[len("model."):]: value for key, value in state_dict.items() if key.startswith("model.")}
         missing, unexpected = target.load_state_dict(state_dict, strict=False)
+        if self.use_ema and not any(key.startswith("model_ema.") for key in state_dict):
+            # an exported file holds the (EMA) weights alone: the average restarts from them, not from
+            # the random initialisation it was built from
+            self.model_ema = LitEma(self.model, decay=float(self.model_ema.decay))
         self.restarted_from_ckpt = True
         print(f"restored {type(self).__name__} from {path}: {len(missing)} missing, {len(unexpected)} unexpected keys")
 

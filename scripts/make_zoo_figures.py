@@ -2,13 +2,16 @@
 
     python scripts/make_zoo_figures.py            # all figures
     python scripts/make_zoo_figures.py --only card
+    python scripts/make_zoo_figures.py --only shapes
     python scripts/make_zoo_figures.py --only curve
     python scripts/make_zoo_figures.py --only zoo
 
 - `models/ldm/text2img-clipart64/heldout_prompts.png`: the flagship's card grid, HELDOUT_PROMPTS (16
   captions of the clip-art test split that no training caption equals) drawn SAMPLES_PER_PROMPT times each.
-- `models/ldm/<model>/training_curve.png`: validation loss and FID against training compute, from the
-  card's `training_curve.csv` (the flagship and emoji-uncond).
+- `models/ldm/text-shapes-emoji/heldout_captions.png`: its card grid, 12 held-out shapes captions with the
+  shapes judge's verdict and 4 held-out emoji captions, SAMPLES_PER_PROMPT samples each.
+- `models/ldm/<model>/training_curve.png`: validation loss and a quality metric (FID, or the text model's
+  colour + shape accuracy) against training compute, from the card's `training_curve.csv` (CURVES).
 - `models/zoo.png`: the README's opening picture, one row per shipped model (text-to-image on held-out
   prompts, text on shapes/emoji, unconditional emoji, digits by class, inpainting of held-out test images).
 Settings (sampler, steps, guidance) are constants below, so that a rerun gives the same pictures."""
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -72,35 +76,83 @@ def flagship_grid(output: Path) -> Path:
     return output
 
 
-# The models whose card plots its metric against training compute: folder -> (what the validation
-# loss is measured on, what the FID compares)
+def shapes_grid(output: Path) -> Path:
+    """text-shapes-emoji's card grid: 12 held-out shapes captions (configurations never trained on),
+    each titled with the shapes judge's verdict (colour + shape right in how many of 4), and 4 held-out
+    emoji captions, SAMPLES_PER_PROMPT samples each, DDIM 50 steps with eta 1 and guidance 3 (the card's
+    settings)."""
+    from ldm_lite.data import EmojiDataset, ShapesDataset, shapes_match
+
+    model = load_for_sampling(ROOT / "models" / "ldm" / "text-shapes-emoji", device="cpu").model
+    shapes = ShapesDataset(size=32, split="validation", length=12, seed=0)
+    emoji = EmojiDataset(size=32, split="validation")
+    items = [shapes[index] for index in range(len(shapes))]
+    prompts = [str(item["caption"]) for item in items]
+    prompts += [str(emoji[index]["caption"]) for index in range(0, 4 * 39, 39)]
+    columns = 8
+    rows = len(prompts) * SAMPLES_PER_PROMPT // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.75), dpi=100)
+    for index, prompt in enumerate(prompts):
+        samples = sample_images(model, SAMPLES_PER_PROMPT, "ddim", 50, eta=1.0, prompts=[prompt], guidance_scale=3.0,
+                                seed=SEED + index)
+        title = f"{index + 1}. {prompt}"
+        if index < len(items):
+            title += f" ({int(shapes_match(samples, [items[index]] * SAMPLES_PER_PROMPT).sum())}/{SAMPLES_PER_PROMPT})"
+        for sample, image in enumerate(to_pixels(samples)):
+            axis = axes.flat[index * SAMPLES_PER_PROMPT + sample]
+            axis.imshow(image)
+            axis.set_xticks([]), axis.set_yticks([])
+            if sample == 0:
+                axis.set_title(title, fontsize=8, loc="left")
+    figure.suptitle("text-shapes-emoji on held-out captions (DDIM 50 steps, eta 1, guidance 3; in brackets: colour + "
+                    "shape right, by the shapes judge)", fontsize=10)
+    figure.tight_layout()
+    save_compact(figure, output)
+    return output
+
+
+@dataclass(frozen=True)
+class Curve:
+    """What a card's training curve shows: the validation loss's data and one quality metric."""
+    loss_data: str
+    metric: str  # the column of training_curve.csv
+    metric_label: str
+    metric_data: str
+
+
+# The models whose card plots its metric against training compute
 CURVES = {
-    FLAGSHIP: ("the 156 validation images", "400 samples vs the 400 test images"),
-    ROOT / "models" / "ldm" / "emoji-uncond": ("128 validation emoji", "500 samples vs the 156 validation emoji"),
+    FLAGSHIP: Curve("the 156 validation images", "fid", "FID (project features)",
+                    "bench/quality.py: 400 samples vs the 400 test images"),
+    ROOT / "models" / "ldm" / "emoji-uncond": Curve("128 validation emoji", "fid", "FID (project features)",
+                                                    "bench/quality.py: 500 samples vs the 156 validation emoji"),
+    ROOT / "models" / "ldm" / "text-shapes-emoji": Curve(
+        "4 validation batches of 32 (shapes + emoji)", "colour_shape_accuracy", "colour + shape right (%)",
+        "bench/conditioning_accuracy.py: 400 held-out captions"),
 }
 
 
 def training_curve(folder: Path) -> Path:
-    """A model's validation loss and FID against cumulative CPU-hours, from its `training_curve.csv`
-    (step, cpu_hours, val_loss_simple_ema, fid; fid empty where not measured) -> training_curve.png."""
+    """A model's validation loss and quality metric against cumulative CPU core-hours, from its
+    `training_curve.csv` (step, cpu_hours, val_loss_simple_ema, the metric's column, empty where
+    not measured) -> training_curve.png."""
     import csv
 
-    loss_data, fid_data = CURVES[folder]
+    curve = CURVES[folder]
     with open(folder / "training_curve.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     hours = [float(row["cpu_hours"]) for row in rows]
-    figure, (loss_axis, fid_axis) = plt.subplots(1, 2, figsize=(10.5, 3.4), dpi=100)
+    compute_label = "training compute (CPU core-hours)"
+    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10.5, 3.4), dpi=100)
     loss_axis.plot(hours, [float(row["val_loss_simple_ema"]) for row in rows], "o-")
-    loss_axis.set(xlabel="training compute (CPU-hours, one thread)", ylabel="validation loss_simple (EMA)",
-                  title=f"denoising loss on {loss_data}")
+    loss_axis.set(xlabel=compute_label, ylabel="validation loss_simple (EMA)", title=f"denoising loss on {curve.loss_data}")
     loss_axis.title.set_fontsize(10)
-    measured = [(hour, float(row["fid"]), int(row["step"])) for hour, row in zip(hours, rows) if row["fid"]]
-    fid_axis.plot([hour for hour, _, _ in measured], [fid for _, fid, _ in measured], "s-", color="tab:red")
-    for hour, fid, step in measured:
-        fid_axis.annotate(f"step {step:,}", (hour, fid), textcoords="offset points", xytext=(-30, 6), fontsize=8)
-    fid_axis.set(xlabel="training compute (CPU-hours, one thread)", ylabel="FID (project features)",
-                 title=f"bench/quality.py: {fid_data}")
-    fid_axis.title.set_fontsize(10)
+    measured = [(hour, float(row[curve.metric]), int(row["step"])) for hour, row in zip(hours, rows) if row[curve.metric]]
+    metric_axis.plot([hour for hour, _, _ in measured], [value for _, value, _ in measured], "s-", color="tab:red")
+    for hour, value, step in measured:
+        metric_axis.annotate(f"step {step:,}", (hour, value), textcoords="offset points", xytext=(-30, 6), fontsize=8)
+    metric_axis.set(xlabel=compute_label, ylabel=curve.metric_label, title=curve.metric_data)
+    metric_axis.title.set_fontsize(10)
     figure.suptitle(folder.name, fontsize=10)
     figure.tight_layout()
     output = folder / "training_curve.png"
@@ -158,7 +210,7 @@ def zoo_picture(output: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["card", "curve", "zoo"], default=None)
+    parser.add_argument("--only", choices=["card", "shapes", "curve", "zoo"], default=None)
     options = parser.parse_args()
     torch.set_grad_enabled(False)
     if options.only in (None, "card"):
@@ -166,6 +218,8 @@ def main() -> int:
             print(f"{FLAGSHIP} does not exist yet: train it (models/README.md) before its card's grid", file=sys.stderr)
             return 1
         print("wrote", flagship_grid(FLAGSHIP / "heldout_prompts.png"))
+    if options.only in (None, "shapes"):
+        print("wrote", shapes_grid(ROOT / "models" / "ldm" / "text-shapes-emoji" / "heldout_captions.png"))
     if options.only in (None, "curve"):
         for folder in CURVES:
             if (folder / "training_curve.csv").is_file():

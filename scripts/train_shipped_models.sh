@@ -31,6 +31,9 @@ declare -A CONFIG=(
 declare -A DECODER_FINETUNE=(  # a second run that fine-tunes the exported model's decoder alone
   [kl-f4-shapes-emoji32]=configs/autoencoder/lite_kl_f4_shapes_emoji32_decoder.yaml
 )
+declare -A CONTINUE_STEPS=(  # a second run of this many steps from the exported weights (its card says why)
+  [text-shapes-emoji]=8000
+)
 declare -A EXPORT_CHECKPOINT=(  # a shipped model taken before the end of its run (its card says why)
   [emoji-uncond]=step=012000.ckpt
 )
@@ -77,6 +80,14 @@ train() {  # name -> trains, then exports
     checkpoint=last.ckpt
   fi
   "$PYTHON" scripts/export_model.py "$run" "$EXPORT/$kind/$name" --half --checkpoint "$checkpoint" "${extra[@]}"
+  if [[ -n "${CONTINUE_STEPS[$name]:-}" ]]; then  # models/README.md: training on from committed weights
+    "$PYTHON" main.py --base "$config" -t -n "$name-continued" -l "$LOGDIR" "${DEVICE_OPTIONS[@]}" \
+      --max_steps "${STEP_OPTIONS[1]:-${CONTINUE_STEPS[$name]}}" "${overrides[@]}" \
+      "model.params.ckpt_path=$EXPORT/$kind/$name/model.safetensors" > "$LOGDIR/$name-continued.log" 2>&1 \
+      || { echo "$name: the continued run failed, see $LOGDIR/$name-continued.log" >&2; return 1; }
+    run=$(ls -d "$LOGDIR"/*_"$name-continued" | tail -n 1)
+    "$PYTHON" scripts/export_model.py "$run" "$EXPORT/$kind/$name" --half "${extra[@]}"
+  fi
   if [[ -n "${DECODER_FINETUNE[$name]:-}" ]]; then
     "$PYTHON" main.py --base "${DECODER_FINETUNE[$name]}" -t -n "$name-decoder" -l "$LOGDIR" \
       "${DEVICE_OPTIONS[@]}" "${STEP_OPTIONS[@]}" "model.params.ckpt_path=$EXPORT/$kind/$name/model.safetensors" > "$LOGDIR/$name-decoder.log" 2>&1

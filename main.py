@@ -5,7 +5,8 @@
     python main.py -r logs/<run> -t --max_steps 4000          # continue a run where it stopped
 
 Trailing `dotted.key=value` arguments override the merged config; a key that does not exist is an
-error. Runs are written to `logs/<%Y-%m-%dT%H-%M-%S>_<name>/`."""
+error, unless it is an argument of the constructor its `params` mapping feeds (`model.params.ckpt_path=...`
+trains on from a model folder's weights, models/README.md). Runs are written to `logs/<%Y-%m-%dT%H-%M-%S>_<name>/`."""
 from __future__ import annotations
 
 import argparse

@@ -26,25 +26,16 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
 sys.path.insert(0, str(REPOSITORY_ROOT / "bench"))
 
-from quality import SETTINGS, dataset_leaves, draw, find_data_config, load_split, make_masks  # noqa: E402
+from quality import (SETTINGS, dataset_leaves, draw, find_data_config, inpaint_items, load_split,  # noqa: E402
+                     make_masks, proportional_counts)
 
 from ldm_lite.evaluation.feature_net import EVALUATION_MODELS, load_feature_net  # noqa: E402
 from ldm_lite.evaluation.inpainting_metrics import BASELINES, inpainting_scores  # noqa: E402
-from ldm_lite.sampling import command_line_errors, inpaint, is_inpainting_model, load_for_sampling  # noqa: E402
+from ldm_lite.sampling import command_line_errors, is_inpainting_model, load_for_sampling  # noqa: E402
 
 
 class SpreadError(ValueError):
     """The model or the options cannot be measured; the message says why."""
-
-
-def fill_all(model: torch.nn.Module, originals: torch.Tensor, masks: torch.Tensor, eta: float, seed: int,
-             batch_size: int) -> torch.Tensor:
-    settings = SETTINGS["inpainting"]
-    with torch.no_grad():
-        return torch.cat([inpaint(model, originals[start:start + batch_size], masks[start:start + batch_size],
-                                  sampler=settings["sampler"], steps=settings["steps"], eta=eta,
-                                  seed=seed + start).cpu()
-                          for start in range(0, len(originals), batch_size)])
 
 
 def main() -> None:
@@ -71,19 +62,18 @@ def main() -> None:
         data, source = find_data_config(loaded.config, loaded.folder, options.data)
         held_out = [load_split(leaf, held_out=True) for leaf in dataset_leaves(data.params.validation)]
         rng = np.random.default_rng(options.seed)
-        sizes = [len(part.images) for part in held_out]
-        counts = [round(options.count * size / sum(sizes)) for size in sizes]
-        counts[-1] = options.count - sum(counts[:-1])
-        originals = draw(held_out, counts, rng).images
+        originals = draw(held_out, proportional_counts([len(part.images) for part in held_out], options.count), rng).images
         masks, _ = make_masks(options.count, originals.shape[-2], originals.shape[-1], options.seed)
         print(f"{options.model}: {options.count} held-out items from {source}, {options.samples} samples each "
               f"(DDIM {SETTINGS['inpainting']['steps']} steps, eta 1), mean hole {masks.mean():.1%}")
-        samples = [fill_all(loaded.model, originals, masks, 1.0, options.seed + 1000 * index, options.batch_size)
+        stochastic, deterministic = dict(SETTINGS["inpainting"], eta=1.0), dict(SETTINGS["inpainting"], eta=0.0)
+        samples = [inpaint_items(loaded.model, originals, masks, stochastic, options.seed + 1000 * index, options.batch_size)
                    for index in range(options.samples)]
         rows: dict[str, torch.Tensor] = {"one sample (eta 1)": samples[0]}
         for k in range(2, options.samples + 1):
             rows[f"mean of {k} samples"] = torch.stack(samples[:k]).mean(0)
-        rows["one sample, DDIM eta 0"] = fill_all(loaded.model, originals, masks, 0.0, options.seed, options.batch_size)
+        rows["one sample, DDIM eta 0"] = inpaint_items(loaded.model, originals, masks, deterministic, options.seed,
+                                                        options.batch_size)
         for name, baseline in BASELINES.items():
             rows[name] = baseline(originals, masks)
         net = load_feature_net(EVALUATION_MODELS / "feature-net", verbose=False).model

@@ -408,6 +408,19 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def inpaint_items(model: torch.nn.Module, originals: torch.Tensor, masks: torch.Tensor, settings: dict[str, Any],
+                  seed: int, batch_size: int) -> torch.Tensor:
+    """The model's fills of `originals` (NCHW in [-1, 1]) under `masks`, in batches; batch b is seeded seed + b's start."""
+    batches = []
+    with torch.no_grad():
+        for start in range(0, len(originals), batch_size):
+            stop = min(start + batch_size, len(originals))
+            batches.append(inpaint(model, originals[start:stop], masks[start:stop], sampler=settings["sampler"],
+                                   steps=settings["steps"], eta=settings["eta"], seed=seed + start).cpu())
+            print(f"  inpainted {stop}/{len(originals)}", flush=True)
+    return torch.cat(batches)
+
+
 def run_inpainting(model: torch.nn.Module, features: ProjectFeatures | InceptionFeatures, held_out: list[RealSet],
                    train: list[RealSet], counts: list[int], settings: dict[str, Any], options: argparse.Namespace,
                    rng: np.random.Generator) -> dict[str, Any]:
@@ -417,15 +430,7 @@ def run_inpainting(model: torch.nn.Module, features: ProjectFeatures | Inception
     print(f"masks: {kinds.count('box')} box, {kinds.count('stroke')} stroke (white = fill); mean hole "
           f"{masks.mean():.1%} of the image")
     sampling_started = time.perf_counter()
-    completed = {}
-    with torch.no_grad():
-        batches = []
-        for start in range(0, options.count, options.batch_size):
-            stop = min(start + options.batch_size, options.count)
-            batches.append(inpaint(model, originals[start:stop], masks[start:stop], sampler=settings["sampler"],
-                                   steps=settings["steps"], eta=settings["eta"], seed=options.seed + start).cpu())
-            print(f"  inpainted {stop}/{options.count}", flush=True)
-    completed["model"] = torch.cat(batches)
+    completed = {"model": inpaint_items(model, originals, masks, settings, options.seed, options.batch_size)}
     sampling_seconds = time.perf_counter() - sampling_started
     for name, baseline in BASELINES.items():
         completed[name] = baseline(originals, masks)

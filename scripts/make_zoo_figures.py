@@ -54,26 +54,32 @@ def save_compact(figure: plt.Figure, output: Path) -> None:
     compact.save(output, optimize=True)
 
 
-def flagship_grid(output: Path) -> Path:
-    """16 held-out prompts x SAMPLES_PER_PROMPT samples, the prompt above each row pair."""
-    model = load_for_sampling(FLAGSHIP, device="cpu").model
-    columns = 8  # two prompts per row
-    rows = len(HELDOUT_PROMPTS) * SAMPLES_PER_PROMPT // columns
+def prompt_grid(titled_samples: list[tuple[str, torch.Tensor]], title: str, output: Path) -> Path:
+    """One card grid: each (row title, samples) pair fills half a row of 8, its title above its first sample."""
+    columns = 8
+    rows = len(titled_samples) * SAMPLES_PER_PROMPT // columns
     figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.75), dpi=100)
-    for index, prompt in enumerate(HELDOUT_PROMPTS):
-        images = to_pixels(sample_images(model, SAMPLES_PER_PROMPT, SAMPLER, STEPS, prompts=[prompt],
-                                         guidance_scale=SCALE, seed=SEED + index))
-        for sample, image in enumerate(images):
+    for index, (row_title, samples) in enumerate(titled_samples):
+        for sample, image in enumerate(to_pixels(samples)):
             axis = axes.flat[index * SAMPLES_PER_PROMPT + sample]
             axis.imshow(image)
             axis.set_xticks([]), axis.set_yticks([])
             if sample == 0:
-                axis.set_title(f"{index + 1}. {prompt}", fontsize=9, loc="left")
-    figure.suptitle(f"text2img-clipart64 on 16 held-out prompts ({SAMPLER} {STEPS} steps, guidance {SCALE}, "
-                    f"seeds {SEED}-{SEED + len(HELDOUT_PROMPTS) - 1})", fontsize=10)
+                axis.set_title(row_title, fontsize=8, loc="left")
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     save_compact(figure, output)
     return output
+
+
+def flagship_grid(output: Path) -> Path:
+    """16 held-out prompts x SAMPLES_PER_PROMPT samples."""
+    model = load_for_sampling(FLAGSHIP, device="cpu").model
+    titled = [(f"{index + 1}. {prompt}", sample_images(model, SAMPLES_PER_PROMPT, SAMPLER, STEPS, prompts=[prompt],
+                                                      guidance_scale=SCALE, seed=SEED + index))
+              for index, prompt in enumerate(HELDOUT_PROMPTS)]
+    return prompt_grid(titled, f"text2img-clipart64 on 16 held-out prompts ({SAMPLER} {STEPS} steps, guidance {SCALE}, "
+                               f"seeds {SEED}-{SEED + len(HELDOUT_PROMPTS) - 1})", output)
 
 
 def shapes_grid(output: Path) -> Path:
@@ -87,28 +93,16 @@ def shapes_grid(output: Path) -> Path:
     shapes = ShapesDataset(size=32, split="validation", length=12, seed=0)
     emoji = EmojiDataset(size=32, split="validation")
     items = [shapes[index] for index in range(len(shapes))]
-    prompts = [str(item["caption"]) for item in items]
-    prompts += [str(emoji[index]["caption"]) for index in range(0, 4 * 39, 39)]
-    columns = 8
-    rows = len(prompts) * SAMPLES_PER_PROMPT // columns
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.75), dpi=100)
+    prompts = [str(item["caption"]) for item in items] + [str(emoji[index]["caption"]) for index in range(0, 4 * 39, 39)]
+    titled = []
     for index, prompt in enumerate(prompts):
         samples = sample_images(model, SAMPLES_PER_PROMPT, "ddim", 50, eta=1.0, prompts=[prompt], guidance_scale=3.0,
                                 seed=SEED + index)
-        title = f"{index + 1}. {prompt}"
-        if index < len(items):
-            title += f" ({int(shapes_match(samples, [items[index]] * SAMPLES_PER_PROMPT).sum())}/{SAMPLES_PER_PROMPT})"
-        for sample, image in enumerate(to_pixels(samples)):
-            axis = axes.flat[index * SAMPLES_PER_PROMPT + sample]
-            axis.imshow(image)
-            axis.set_xticks([]), axis.set_yticks([])
-            if sample == 0:
-                axis.set_title(title, fontsize=8, loc="left")
-    figure.suptitle("text-shapes-emoji on held-out captions (DDIM 50 steps, eta 1, guidance 3; in brackets: colour + "
-                    "shape right, by the shapes judge)", fontsize=10)
-    figure.tight_layout()
-    save_compact(figure, output)
-    return output
+        verdict = (f" ({int(shapes_match(samples, [items[index]] * SAMPLES_PER_PROMPT).sum())}/{SAMPLES_PER_PROMPT})"
+                   if index < len(items) else "")
+        titled.append((f"{index + 1}. {prompt}{verdict}", samples))
+    return prompt_grid(titled, "text-shapes-emoji on held-out captions (DDIM 50 steps, eta 1, guidance 3; in brackets: "
+                               "colour + shape right, by the shapes judge)", output)
 
 
 @dataclass(frozen=True)

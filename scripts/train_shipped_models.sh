@@ -64,6 +64,16 @@ first_stage_weights() {  # name of a first stage -> the weights an LDM trains on
   if [[ -f $exported ]]; then echo "$exported"; else echo "models/first_stage_models/$1/model.safetensors"; fi
 }
 
+second_run() {  # suffix config [main.py options]: inside train(), a run from the exported weights, exported over them
+  local suffix=$1 second_config=$2
+  shift 2
+  "$PYTHON" main.py --base "$second_config" -t -n "$name-$suffix" -l "$LOGDIR" "${DEVICE_OPTIONS[@]}" "$@" \
+    "model.params.ckpt_path=$EXPORT/$kind/$name/model.safetensors" > "$LOGDIR/$name-$suffix.log" 2>&1 \
+    || { echo "$name: the $suffix run failed, see $LOGDIR/$name-$suffix.log" >&2; return 1; }
+  run=$(ls -d "$LOGDIR"/*_"$name-$suffix" | tail -n 1)
+  "$PYTHON" scripts/export_model.py "$run" "$EXPORT/$kind/$name" --half "${extra[@]}"
+}
+
 train() {  # name -> trains, then exports
   local name=$1 config=${CONFIG[$1]} run kind=ldm extra=() overrides=()
   [[ $config == configs/autoencoder/* ]] && kind=first_stage_models
@@ -81,18 +91,10 @@ train() {  # name -> trains, then exports
   fi
   "$PYTHON" scripts/export_model.py "$run" "$EXPORT/$kind/$name" --half --checkpoint "$checkpoint" "${extra[@]}"
   if [[ -n "${CONTINUE_STEPS[$name]:-}" ]]; then  # models/README.md: training on from committed weights
-    "$PYTHON" main.py --base "$config" -t -n "$name-continued" -l "$LOGDIR" "${DEVICE_OPTIONS[@]}" \
-      --max_steps "${STEP_OPTIONS[1]:-${CONTINUE_STEPS[$name]}}" "${overrides[@]}" \
-      "model.params.ckpt_path=$EXPORT/$kind/$name/model.safetensors" > "$LOGDIR/$name-continued.log" 2>&1 \
-      || { echo "$name: the continued run failed, see $LOGDIR/$name-continued.log" >&2; return 1; }
-    run=$(ls -d "$LOGDIR"/*_"$name-continued" | tail -n 1)
-    "$PYTHON" scripts/export_model.py "$run" "$EXPORT/$kind/$name" --half "${extra[@]}"
+    second_run continued "$config" --max_steps "${STEP_OPTIONS[1]:-${CONTINUE_STEPS[$name]}}" "${overrides[@]}" || return 1
   fi
   if [[ -n "${DECODER_FINETUNE[$name]:-}" ]]; then
-    "$PYTHON" main.py --base "${DECODER_FINETUNE[$name]}" -t -n "$name-decoder" -l "$LOGDIR" \
-      "${DEVICE_OPTIONS[@]}" "${STEP_OPTIONS[@]}" "model.params.ckpt_path=$EXPORT/$kind/$name/model.safetensors" > "$LOGDIR/$name-decoder.log" 2>&1
-    run=$(ls -d "$LOGDIR"/*_"$name-decoder" | tail -n 1)
-    "$PYTHON" scripts/export_model.py "$run" "$EXPORT/$kind/$name" --half
+    second_run decoder "${DECODER_FINETUNE[$name]}" "${STEP_OPTIONS[@]}" || return 1
   fi
   echo "$name: trained in $run, exported to $EXPORT/$kind/$name"
 }
